@@ -1,0 +1,100 @@
+"""Dependencies shared by the routes: settings, the connection pool, and bearer-token auth."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg_pool import ConnectionPool
+
+from messagecenter.config import API_CONN_ID, Settings
+from messagecenter.db import MessageCenterDbHook
+
+log = logging.getLogger(__name__)
+
+
+class ApiState:
+    """Per-app resources, created on first use so building the app never touches a database."""
+
+    def __init__(self, settings: Settings, dsn: str | None = None) -> None:
+        self.settings = settings
+        self._dsn = dsn
+        self._lock = threading.Lock()
+        self._pool: ConnectionPool | None = None
+        self._tokens: tuple[str, ...] | None = None
+
+    @property
+    def pool(self) -> ConnectionPool:
+        with self._lock:
+            if self._pool is None:
+                conninfo = MessageCenterDbHook(self.settings.execution_conn_id, dsn=self._dsn).conninfo
+                self._pool = ConnectionPool(
+                    conninfo, min_size=1, max_size=16, open=True, name="messagecenter-api", timeout=10
+                )
+            return self._pool
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        with self._lock:
+            if self._tokens is None:
+                self._tokens = self.settings.api_tokens or _tokens_from_connection()
+                if not self._tokens:
+                    log.warning("No API token configured (MC_API_TOKENS or connection %s)", API_CONN_ID)
+            return self._tokens
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+
+def _tokens_from_connection() -> tuple[str, ...]:
+    """Tokens kept as the password of the ``mc_api`` connection (comma-separated), if it exists."""
+    from airflow.sdk import BaseHook
+
+    try:
+        password = BaseHook.get_connection(API_CONN_ID).password or ""
+    except Exception:  # not defined: no token from there
+        return ()
+    return tuple(t.strip() for t in password.split(",") if t.strip())
+
+
+def get_state(request: Request) -> ApiState:
+    return request.app.state.mc
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+
+
+def get_conn(state: StateDep) -> Iterator[psycopg.Connection[Any]]:
+    with state.pool.connection() as conn:
+        yield conn
+
+
+ConnDep = Annotated[psycopg.Connection[Any], Depends(get_conn)]
+
+_bearer = HTTPBearer(auto_error=False, description="A token from MC_API_TOKENS or the mc_api connection")
+
+
+def require_token(
+    state: StateDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> None:
+    """Refuse the call unless it carries one of the configured bearer tokens."""
+    unauthorized = HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        detail="missing or invalid bearer token",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise unauthorized
+    given = credentials.credentials.encode()
+    # Compare against every token so the time taken does not reveal which one nearly matched.
+    if not any([secrets.compare_digest(given, t.encode()) for t in state.tokens]):
+        raise unauthorized

@@ -1,0 +1,67 @@
+"""The FastAPI application factory, used by the Airflow plugin and by ``uvicorn messagecenter.api:app``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+from fastapi import APIRouter, Depends, FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from psycopg_pool import PoolTimeout
+
+from messagecenter import __version__
+from messagecenter.api.deps import ApiState, require_token
+from messagecenter.api.routes import events, health
+from messagecenter.config import Settings, get_settings
+from messagecenter.exceptions import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _operation_id(route: APIRoute) -> str:
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> FastAPI:
+    """Build the intake API. Nothing connects until the first request.
+
+    :param settings: defaults to the process settings (environment).
+    :param dsn: libpq DSN of the execution database, bypassing the Airflow connection.
+    """
+    state = ApiState(settings or get_settings(), dsn=dsn)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.close()
+
+    app = FastAPI(
+        title="Message Center intake API",
+        version=__version__,
+        description="Push transactional events into an execution instance and follow their status.",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.mc = state
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+    api.include_router(events.router)
+    api.include_router(health.router)
+    app.include_router(api)
+
+    @app.exception_handler(ConfigError)
+    async def _config_error(_: Request, exc: ConfigError) -> JSONResponse:
+        log.error("Configuration error: %s", exc)
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _db_down(_: Request, exc: Exception) -> JSONResponse:
+        log.error("Execution database unavailable: %s", exc)
+        return JSONResponse(
+            {"detail": "execution database unavailable"}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE
+        )
+
+    return app

@@ -1,0 +1,78 @@
+"""``/api/v1/events``: push events into a queue and read them back."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+
+from messagecenter import store
+from messagecenter.api.deps import ApiState, ConnDep, StateDep
+from messagecenter.config import Queue
+from messagecenter.intake import EventIn, IntakeError, decode_push, request_schema
+from messagecenter.models import EventCreated, EventPublic, EventsCreated
+
+router = APIRouter(prefix="/events", tags=["events"])
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"request body over {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"request body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decode(body: bytes, state: ApiState) -> tuple[list[EventIn], bool]:
+    try:
+        return decode_push(
+            body, max_batch=state.settings.max_batch, max_ctx_bytes=state.settings.max_ctx_bytes
+        )
+    except IntakeError as exc:
+        raise RequestValidationError(exc.errors) from None
+
+
+@router.post(
+    "/{queue}",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EventCreated | EventsCreated,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": request_schema()}}}
+    },
+    summary="Push one event, or a batch of up to 10,000 events stored all or nothing",
+)
+async def push_events(
+    queue: Queue,
+    request: Request,
+    response: Response,
+    state: StateDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> EventCreated | EventsCreated:
+    body = await _read_body(request, state.settings.max_body_bytes)
+    events, is_batch = await run_in_threadpool(_decode, body, state)
+
+    def write() -> store.InsertResult:
+        with state.pool.connection() as conn:
+            return store.insert_events(
+                conn, queue, events, instance_id=state.settings.instance_id, idempotency_key=idempotency_key
+            )
+
+    result = await run_in_threadpool(write)
+    if result.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return EventsCreated(ids=result.ids) if is_batch else EventCreated(id=result.ids[0])
+
+
+@router.get("/{queue}/{event_id}", summary="Read an event with its status code and name")
+def read_event(queue: Queue, event_id: int, conn: ConnDep) -> EventPublic:
+    row = store.get_event(conn, queue, event_id)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no event {event_id} in queue {queue}")
+    return EventPublic.model_validate(row)

@@ -1,0 +1,130 @@
+"""``python -m messagecenter``: operator commands (schema, events, status).
+
+Connections are Airflow connections (``--conn``), resolved from the environment
+(``AIRFLOW_CONN_<ID>``), a secrets backend or the Airflow metastore; ``--dsn`` bypasses them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from messagecenter import schema, store
+from messagecenter.config import CONTROL_CONN_ID, QUEUES, get_settings
+from messagecenter.db import MessageCenterDbHook
+from messagecenter.exceptions import MessageCenterError
+from messagecenter.intake import IntakeError, decode_push
+
+log = logging.getLogger("messagecenter.cli")
+
+
+def _hook(args: argparse.Namespace) -> MessageCenterDbHook:
+    return MessageCenterDbHook(args.conn or get_settings().execution_conn_id, dsn=args.dsn)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    conn_id = args.conn or get_settings().execution_conn_id
+    components = args.schema or (["control"] if conn_id == CONTROL_CONN_ID else ["execution"])
+    with _hook(args).connect() as conn:
+        for component in components:
+            applied = schema.upgrade(conn, component)
+            version = schema.current_version(conn, component)
+            print(f"{component} schema at version {version} ({len(applied)} applied now)")
+    return 0
+
+
+def cmd_events_push(args: argparse.Namespace) -> int:
+    raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    if raw.lstrip().startswith(b"["):  # a bare list is accepted as a batch
+        raw = b'{"events": ' + raw + b"}"
+    settings = get_settings()
+    try:
+        events, is_batch = decode_push(
+            raw, max_batch=settings.max_batch, max_ctx_bytes=settings.max_ctx_bytes
+        )
+    except IntakeError as exc:
+        print(f"error: nothing stored, invalid input: {exc}", file=sys.stderr)
+        return 2
+    with _hook(args).connect() as conn:
+        result = store.insert_events(
+            conn, args.queue, events, instance_id=settings.instance_id, idempotency_key=args.key
+        )
+    _print_json({"ids": result.ids} if is_batch else {"id": result.ids[0]})
+    return 0
+
+
+def cmd_events_get(args: argparse.Namespace) -> int:
+    with _hook(args).connect() as conn:
+        row = store.get_event(conn, args.queue, args.id)
+    if row is None:
+        print(f"error: no event {args.id} in queue {args.queue}", file=sys.stderr)
+        return 1
+    _print_json(row)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _hook(args).connect() as conn:
+        report = {
+            "pending": store.pending_counts(conn),
+            "by_status": {q: store.status_counts(conn, q) for q in QUEUES},
+            "schema_version": schema.current_version(conn, "execution"),
+        }
+    _print_json(report)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m messagecenter", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--conn", help="Airflow connection id (default: mc_execution / MC_EXECUTION_CONN_ID)")
+    common.add_argument("--dsn", help="libpq DSN, instead of an Airflow connection")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
+    up = db.add_parser("upgrade", parents=[common], help="apply pending schema versions (idempotent)")
+    up.add_argument(
+        "--schema",
+        action="append",
+        choices=schema.COMPONENTS,
+        help="schema to upgrade (repeatable; default: control for mc_control, else execution)",
+    )
+    up.set_defaults(func=cmd_db_upgrade)
+
+    ev = sub.add_parser("events", help="push and read events").add_subparsers(dest="action", required=True)
+    push = ev.add_parser("push", parents=[common], help="push events from a JSON file (or - for stdin)")
+    push.add_argument("file", help='one event, a list, or {"events": [...]}')
+    push.add_argument("--queue", choices=QUEUES, default="rt")
+    push.add_argument("--key", help="idempotency key: a retried push returns the same ids")
+    push.set_defaults(func=cmd_events_push)
+    get = ev.add_parser("get", parents=[common], help="show one event with its status")
+    get.add_argument("queue", choices=QUEUES)
+    get.add_argument("id", type=int)
+    get.set_defaults(func=cmd_events_get)
+
+    st = sub.add_parser("status", parents=[common], help="pending counts and events per status")
+    st.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("MC_LOG_LEVEL", "INFO"), format="%(levelname)s %(message)s")
+    # Outside a task the SDK reads connections from env vars and secrets backends only; as a server-side
+    # tool the CLI may also read the Airflow metastore.
+    os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MessageCenterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

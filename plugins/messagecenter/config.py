@@ -1,0 +1,98 @@
+"""One typed settings object for every process (DAG task, API, CLI, test).
+
+Everything is read from the environment once (DESIGN §2); bad values fail early with a message that
+names the variable, instead of surfacing later as a confusing SQL or Airflow error.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from messagecenter.exceptions import ConfigError
+
+Role = Literal["control", "execution", "all"]
+Queue = Literal["rt", "batch"]
+QUEUES: tuple[Queue, ...] = get_args(Queue)
+
+DEFAULT_EXECUTION_CONN_ID = "mc_execution"
+CONTROL_CONN_ID = "mc_control"
+API_CONN_ID = "mc_api"
+EXEC_CONN_PREFIX = "mc_exec_"
+SMTP_CONN_ID = "mc_smtp"
+SMS_CONN_ID = "mc_sms"
+PUSH_CONN_ID = "mc_push"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What this deployment is and where it finds its databases.
+
+    :param role: which DAGs this deployment defines (``MC_ROLE``).
+    :param instance_id: this execution instance's id, the high byte of every event id (``MC_INSTANCE_ID``).
+    :param execution_conn_id: Airflow connection of the execution database (``MC_EXECUTION_CONN_ID``).
+    :param api_tokens: bearer tokens accepted by the intake API (``MC_API_TOKENS``, comma-separated);
+        empty means "ask the ``mc_api`` connection".
+    :param execution_queue: Celery queue of execution tasks (``MC_EXECUTION_QUEUE``).
+    :param max_batch: most events accepted in one request (``MC_MAX_BATCH``).
+    :param max_ctx_bytes: largest personalisation object, as JSON bytes (``MC_MAX_CTX_BYTES``).
+    :param max_body_bytes: largest request body the API reads (``MC_MAX_BODY_BYTES``).
+    """
+
+    role: Role = "all"
+    instance_id: int = 1
+    execution_conn_id: str = DEFAULT_EXECUTION_CONN_ID
+    control_conn_id: str = CONTROL_CONN_ID
+    api_tokens: tuple[str, ...] = ()
+    execution_queue: str = "default"
+    max_batch: int = 10_000
+    max_ctx_bytes: int = 64 * 1024
+    max_body_bytes: int = 64 * 1024 * 1024
+
+    @property
+    def runs_execution(self) -> bool:
+        return self.role in ("execution", "all")
+
+    @property
+    def runs_control(self) -> bool:
+        return self.role in ("control", "all")
+
+
+def _int_env(env: dict[str, str] | os._Environ[str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer between {low} and {high}, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def load_settings(env: dict[str, str] | os._Environ[str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (default: the process environment), validating each value."""
+    env = os.environ if env is None else env
+    role = env.get("MC_ROLE", "all").strip().lower() or "all"
+    if role not in get_args(Role):
+        raise ConfigError(f"MC_ROLE must be one of control, execution, all; got {role!r}")
+    tokens = tuple(t.strip() for t in env.get("MC_API_TOKENS", "").split(",") if t.strip())
+    return Settings(
+        role=role,  # type: ignore[arg-type]
+        instance_id=_int_env(env, "MC_INSTANCE_ID", 1, 1, 255),
+        execution_conn_id=env.get("MC_EXECUTION_CONN_ID", "").strip() or DEFAULT_EXECUTION_CONN_ID,
+        api_tokens=tokens,
+        execution_queue=env.get("MC_EXECUTION_QUEUE", "").strip() or "default",
+        max_batch=_int_env(env, "MC_MAX_BATCH", 10_000, 1, 100_000),
+        max_ctx_bytes=_int_env(env, "MC_MAX_CTX_BYTES", 64 * 1024, 256, 16 * 1024 * 1024),
+        max_body_bytes=_int_env(env, "MC_MAX_BODY_BYTES", 64 * 1024 * 1024, 1024, 1024**3),
+    )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """Settings of this process, read once."""
+    return load_settings()

@@ -1,0 +1,194 @@
+"""The execution event store: the ``rt`` and ``batch`` queues (DESIGN §4).
+
+Writes are set-based: a batch is stored with one ``COPY`` after one id allocation query, whatever its
+size. Every function takes an open psycopg 3 connection and leaves transaction boundaries to itself
+(a push is atomic: all events of a request or none).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from messagecenter.config import QUEUES, Queue
+from messagecenter.ids import make_event_id
+from messagecenter.intake import EventIn
+from messagecenter.models import CHANNEL_NAMES, STATUS_NAMES
+
+log = logging.getLogger(__name__)
+
+# Columns written at intake, in COPY order.
+INTAKE_COLUMNS = (
+    "id",
+    "event_type",
+    "channel",
+    "email",
+    "mobile_phone",
+    "push_token",
+    "external_id",
+    "language",
+    "country",
+    "origin",
+    "ctx",
+    "idempotency_key",
+    "scheduled",
+)
+_MAX_ATTEMPTS = 3  # a concurrent push of the same idempotency key makes us retry the transaction
+
+
+def event_table(queue: str) -> sql.Composed:
+    """``mc.rt_event`` or ``mc.batch_event``; any other queue name is refused."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}; choose from {', '.join(QUEUES)}")
+    return sql.SQL("{}.{}").format(sql.Identifier("mc"), sql.Identifier(f"{queue}_event"))
+
+
+@dataclass(frozen=True)
+class InsertResult:
+    """Ids in request order, and how many were already stored under the same idempotency key."""
+
+    ids: list[int]
+    replayed: int = 0
+
+
+def intake_row(event_id: int, event: EventIn, key: str | None) -> tuple[Any, ...]:
+    """One row in :data:`INTAKE_COLUMNS` order."""
+    return (
+        event_id,
+        event.type,
+        event.channel_code,
+        event.email,
+        event.mobile_phone,
+        event.push_token,
+        event.external_id,
+        event.language,
+        event.country,
+        event.origin,
+        event.ctx_json,
+        key,
+        event.scheduled,
+    )
+
+
+def dedup_keys(events: Sequence[EventIn], idempotency_key: str | None) -> list[str | None]:
+    """The de-duplication key of each event: the request's key (suffixed by position in a batch),
+    else the event's ``external_id``, else none."""
+    if idempotency_key:
+        if len(events) == 1:
+            return [idempotency_key]
+        return [f"{idempotency_key}#{i}" for i in range(len(events))]
+    return [e.external_id for e in events]
+
+
+def insert_events(
+    conn: psycopg.Connection[Any],
+    queue: Queue,
+    events: Sequence[EventIn],
+    *,
+    instance_id: int,
+    idempotency_key: str | None = None,
+) -> InsertResult:
+    """Store ``events`` in ``queue`` atomically and return their ids in order.
+
+    An event whose key is already stored is not stored again: its existing id is returned.
+    """
+    table = event_table(queue)
+    keys = dedup_keys(events, idempotency_key)
+    for attempt in range(1, _MAX_ATTEMPTS + 1):
+        try:
+            with conn.transaction():
+                return _insert(conn, table, events, keys, instance_id)
+        except psycopg.errors.UniqueViolation:
+            # Another request stored one of our keys between our lookup and our write: look again.
+            if attempt == _MAX_ATTEMPTS:
+                raise
+            log.info("Idempotency key race on %s, retrying (attempt %s)", queue, attempt)
+    raise AssertionError("unreachable")
+
+
+def _insert(
+    conn: psycopg.Connection[Any],
+    table: sql.Composed,
+    events: Sequence[EventIn],
+    keys: list[str | None],
+    instance_id: int,
+) -> InsertResult:
+    known: dict[str, int] = {}
+    wanted = sorted({k for k in keys if k})
+    if wanted:
+        query = sql.SQL("SELECT idempotency_key, id FROM {} WHERE idempotency_key = ANY(%s)").format(table)
+        known = dict(conn.execute(query, (wanted,)).fetchall())
+
+    # Which positions need a new row: no key, or a key neither stored nor seen earlier in this request.
+    new_positions: list[int] = []
+    first_position: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        if key is None:
+            new_positions.append(i)
+        elif key not in known and key not in first_position:
+            first_position[key] = i
+            new_positions.append(i)
+
+    ids: list[int | None] = [known.get(k) if k else None for k in keys]
+    if new_positions:
+        # One round trip for all sequence values (binary int8[]: the cheapest form to ship back).
+        seqs = (
+            conn.cursor(binary=True)
+            .execute(
+                "SELECT array_agg(nextval('mc.event_seq')) FROM generate_series(1, %s)", (len(new_positions),)
+            )
+            .fetchone()[0]  # type: ignore[index]
+        )
+        new_ids = [make_event_id(instance_id, s) for s in sorted(seqs)]
+        for position, event_id in zip(new_positions, new_ids, strict=True):
+            ids[position] = event_id
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            table, sql.SQL(", ").join(map(sql.Identifier, INTAKE_COLUMNS))
+        )
+        with conn.cursor().copy(copy_sql) as copy:
+            for position, event_id in zip(new_positions, new_ids, strict=True):
+                copy.write_row(intake_row(event_id, events[position], keys[position]))
+    for i, key in enumerate(keys):  # later duplicates inside the request share the first one's id
+        if ids[i] is None and key is not None:
+            ids[i] = ids[first_position[key]]
+    return InsertResult(ids=[i for i in ids if i is not None], replayed=len(keys) - len(new_positions))
+
+
+def get_event(conn: psycopg.Connection[Any], queue: Queue, event_id: int) -> dict[str, Any] | None:
+    """The event as a dict with its queue, channel name and status name, or ``None``."""
+    query = sql.SQL(
+        "SELECT id, event_type AS type, channel, status, email, mobile_phone, push_token, external_id,"
+        " language, country, origin, ctx, created, scheduled, template_id, template_version, errors,"
+        " next_try, processed, last_modified FROM {} WHERE id = %s"
+    ).format(event_table(queue))
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(query, (event_id,)).fetchone()
+    if row is None:
+        return None
+    row["queue"] = queue
+    row["channel"] = CHANNEL_NAMES[row["channel"]]
+    row["status_name"] = STATUS_NAMES[row["status"]]
+    return row
+
+
+def pending_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Events not yet in a final status (pending or pending delivery), per queue."""
+    counts = {}
+    for queue in QUEUES:
+        query = sql.SQL("SELECT count(*) FROM {} WHERE status IN (0, 1)").format(event_table(queue))
+        counts[queue] = conn.execute(query).fetchone()[0]  # type: ignore[index]
+    return counts
+
+
+def status_counts(conn: psycopg.Connection[Any], queue: Queue) -> dict[int, int]:
+    """Number of events per status code in ``queue`` (codes with no event are left out)."""
+    query = sql.SQL("SELECT status, count(*) FROM {} GROUP BY status ORDER BY status").format(
+        event_table(queue)
+    )
+    return dict(conn.execute(query).fetchall())

@@ -142,3 +142,24 @@ def airflow_db() -> Path:
         env=os.environ.copy(),
     )
     return AIRFLOW_HOME
+
+
+@pytest.fixture
+def smtp_sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A real SMTP server, registered as the ``mc_smtp`` connection."""
+    from tests.sinks import SmtpSink
+
+    with SmtpSink() as sink:
+        monkeypatch.setenv("AIRFLOW_CONN_MC_SMTP", sink.connection())
+        yield sink
+
+
+@pytest.fixture
+def http_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Real SMS and push providers, registered as the ``mc_sms`` and ``mc_push`` connections."""
+    from tests.sinks import HttpSink
+
+    with HttpSink() as sms, HttpSink() as push:
+        monkeypatch.setenv("AIRFLOW_CONN_MC_SMS", sms.connection("/sms"))
+        monkeypatch.setenv("AIRFLOW_CONN_MC_PUSH", push.connection("/push"))
+        yield {"sms": sms, "push": push}

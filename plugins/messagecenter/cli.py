@@ -15,11 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from messagecenter import schema, store
+from messagecenter import schema, store, templates
 from messagecenter.config import CONTROL_CONN_ID, QUEUES, get_settings
 from messagecenter.db import MessageCenterDbHook
-from messagecenter.exceptions import MessageCenterError
+from messagecenter.exceptions import MessageCenterError, TemplateError
 from messagecenter.intake import IntakeError, decode_push
+from messagecenter.models import CHANNEL_NAMES
 
 log = logging.getLogger("messagecenter.cli")
 
@@ -84,6 +85,34 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_templates_load(args: argparse.Namespace) -> int:
+    try:
+        specs = templates.load_template_file(args.file)  # the whole file is checked before connecting
+        with _hook(args).connect() as conn:
+            published = templates.publish_templates(conn, specs)
+    except TemplateError as exc:
+        print(f"error: nothing loaded: {exc}", file=sys.stderr)
+        return 2
+    _print_json(
+        {
+            "file": args.file,
+            "created": sum(p.created for p in published),
+            "unchanged": sum(not p.created for p in published),
+            "templates": [
+                {
+                    "event_type": p.event_type,
+                    "channel": CHANNEL_NAMES[p.channel],
+                    "template_id": p.template_id,
+                    "version": p.version,
+                    "result": "created" if p.created else "unchanged",
+                }
+                for p in published
+            ],
+        }
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m messagecenter", description=__doc__)
     common = argparse.ArgumentParser(add_help=False)
@@ -114,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", parents=[common], help="pending counts and events per status")
     st.set_defaults(func=cmd_status)
+
+    tpl = sub.add_parser("templates", help="message templates").add_subparsers(dest="action", required=True)
+    load = tpl.add_parser(
+        "load", parents=[common], help="validate a YAML/JSON template file and publish what changed"
+    )
+    load.add_argument("file", help="template file (.yaml, .yml or .json)")
+    load.set_defaults(func=cmd_templates_load)
     return parser
 
 

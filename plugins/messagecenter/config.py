@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from messagecenter.exceptions import ConfigError
@@ -24,6 +24,38 @@ EXEC_CONN_PREFIX = "mc_exec_"
 SMTP_CONN_ID = "mc_smtp"
 SMS_CONN_ID = "mc_sms"
 PUSH_CONN_ID = "mc_push"
+
+
+@dataclass(frozen=True)
+class ProcessingSettings:
+    """How the execution workflows claim, deliver and retry (all ``MC_*`` environment variables).
+
+    :param claim_chunk: events claimed per transaction by the queue split (``MC_CLAIM_CHUNK``).
+    :param max_events_per_run: most events one split claims; the rest waits for the next run.
+    :param deliver_chunk: events per delivery chunk, one SMTP connection and one log write each.
+    :param parallelism: most shards per (event type, channel), i.e. mapped delivery tasks.
+    :param min_shard_size: a group smaller than ``parallelism`` times this gets fewer shards.
+    :param lease_seconds: a claimed event is claimable again after this (crash recovery).
+    :param max_tries: delivery tries before an event is Failed (``MC_MAX_TRIES``).
+    :param retry_backoff_seconds: first retry delay, doubled at each try, capped at one hour.
+    :param rt_validity_seconds: a real-time event not delivered within this expires (``MC_RT_VALIDITY``).
+    :param batch_validity_seconds: the same for batch events (``MC_BATCH_VALIDITY``).
+    :param rt_drain_seconds: lifetime of one real-time drain task (``MC_RT_DRAIN_SECONDS``).
+    :param deliver_time_budget_seconds: a delivery task stops claiming after this; the next run resumes.
+    """
+
+    claim_chunk: int = 10_000
+    max_events_per_run: int = 200_000
+    deliver_chunk: int = 500
+    parallelism: int = 4
+    min_shard_size: int = 1_000
+    lease_seconds: int = 300
+    max_tries: int = 5
+    retry_backoff_seconds: float = 60.0
+    rt_validity_seconds: int = 3_600
+    batch_validity_seconds: int = 86_400
+    rt_drain_seconds: int = 300
+    deliver_time_budget_seconds: int = 600
 
 
 @dataclass(frozen=True)
@@ -50,6 +82,7 @@ class Settings:
     max_batch: int = 10_000
     max_ctx_bytes: int = 64 * 1024
     max_body_bytes: int = 64 * 1024 * 1024
+    processing: ProcessingSettings = field(default_factory=lambda: ProcessingSettings())
 
     @property
     def runs_execution(self) -> bool:
@@ -89,6 +122,18 @@ def load_settings(env: dict[str, str] | os._Environ[str] | None = None) -> Setti
         max_batch=_int_env(env, "MC_MAX_BATCH", 10_000, 1, 100_000),
         max_ctx_bytes=_int_env(env, "MC_MAX_CTX_BYTES", 64 * 1024, 256, 16 * 1024 * 1024),
         max_body_bytes=_int_env(env, "MC_MAX_BODY_BYTES", 64 * 1024 * 1024, 1024, 1024**3),
+        processing=ProcessingSettings(
+            claim_chunk=_int_env(env, "MC_CLAIM_CHUNK", 10_000, 1, 1_000_000),
+            max_events_per_run=_int_env(env, "MC_MAX_EVENTS_PER_RUN", 200_000, 1, 100_000_000),
+            deliver_chunk=_int_env(env, "MC_DELIVER_CHUNK", 500, 1, 100_000),
+            parallelism=_int_env(env, "MC_DELIVERY_PARALLELISM", 4, 1, 256),
+            lease_seconds=_int_env(env, "MC_LEASE_SECONDS", 300, 1, 86_400),
+            max_tries=_int_env(env, "MC_MAX_TRIES", 5, 1, 100),
+            retry_backoff_seconds=_int_env(env, "MC_RETRY_BACKOFF_SECONDS", 60, 0, 86_400),
+            rt_validity_seconds=_int_env(env, "MC_RT_VALIDITY", 3_600, 1, 365 * 86_400),
+            batch_validity_seconds=_int_env(env, "MC_BATCH_VALIDITY", 86_400, 1, 365 * 86_400),
+            rt_drain_seconds=_int_env(env, "MC_RT_DRAIN_SECONDS", 300, 1, 86_400),
+        ),
     )
 
 

@@ -17,3 +17,11 @@ class SchemaError(MessageCenterError):
 
 class EventNotFound(MessageCenterError):
     """No event with that id in that queue."""
+
+
+class TemplateError(MessageCenterError):
+    """A template file is invalid (nothing of it is loaded), or a publication conflicts with the database."""
+
+
+class RenderError(MessageCenterError):
+    """A template failed to render for one event (missing ctx key, sandbox violation, runtime error)."""

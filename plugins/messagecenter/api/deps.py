@@ -13,7 +13,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
-from messagecenter.config import API_CONN_ID, Settings
+from messagecenter.config import API_CONN_ID, Settings, get_settings
 from messagecenter.db import MessageCenterDbHook
 
 log = logging.getLogger(__name__)
@@ -22,12 +22,20 @@ log = logging.getLogger(__name__)
 class ApiState:
     """Per-app resources, created on first use so building the app never touches a database."""
 
-    def __init__(self, settings: Settings, dsn: str | None = None) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings | None = None, dsn: str | None = None) -> None:
+        self._settings = settings
         self._dsn = dsn
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._tokens: tuple[str, ...] | None = None
+
+    @property
+    def settings(self) -> Settings:
+        # Read on first use, not when the app is built: the plugin builds it when Airflow imports
+        # plugins, which can be long before the process's environment is final.
+        if self._settings is None:
+            self._settings = get_settings()
+        return self._settings
 
     @property
     def pool(self) -> ConnectionPool:

@@ -15,7 +15,7 @@ from psycopg_pool import PoolTimeout
 from messagecenter import __version__
 from messagecenter.api.deps import ApiState, require_token
 from messagecenter.api.routes import events, health
-from messagecenter.config import Settings, get_settings
+from messagecenter.config import Settings
 from messagecenter.exceptions import ConfigError
 
 log = logging.getLogger(__name__)
@@ -28,10 +28,10 @@ def _operation_id(route: APIRoute) -> str:
 def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> FastAPI:
     """Build the intake API. Nothing connects until the first request.
 
-    :param settings: defaults to the process settings (environment).
+    :param settings: defaults to the process settings (environment), read at the first request.
     :param dsn: libpq DSN of the execution database, bypassing the Airflow connection.
     """
-    state = ApiState(settings or get_settings(), dsn=dsn)
+    state = ApiState(settings, dsn=dsn)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

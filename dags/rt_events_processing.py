@@ -1,0 +1,41 @@
+"""
+### Real-time events processing (`rtEventsProcessing`)
+
+A continuous DAG: its one long-lived task drains the **rt** queue as events arrive. An insert wakes
+it through PostgreSQL `LISTEN/NOTIFY`, and it splits, links and delivers with the same code as the
+batch workflow, so an event is delivered within a second, far below Airflow's scheduling latency.
+Each run drains for a bounded lifetime (`MC_RT_DRAIN_SECONDS`, default 5 minutes), then the next
+run takes over.
+
+Turn the DAG on to start the workflow.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import dag
+
+from messagecenter.dags import START_DATE, execution_default_args, runs_execution
+from messagecenter.operators import DrainRealtimeOperator
+
+
+@dag(
+    dag_id="rtEventsProcessing",
+    dag_display_name="Real-time events processing",
+    schedule="@continuous",
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    is_paused_upon_creation=True,
+    dagrun_timeout=timedelta(hours=2),
+    default_args=execution_default_args(),
+    tags=["messagecenter", "execution"],
+    doc_md=__doc__,
+)
+def rt_events_processing() -> None:
+    DrainRealtimeOperator(task_id="drain_rt_queue")
+
+
+if runs_execution():
+    rt_events_processing()

@@ -1,0 +1,41 @@
+"""
+### Update events status (`updateEventsStatus`)
+
+Every minute: copy Sent / Ignored / Failed from the delivery logs onto the events with one
+set-based statement past a watermark (`update_events_status`), then mark Event expired the events
+not delivered within their queue's validity (`expire_events`; `MC_RT_VALIDITY`, `MC_BATCH_VALIDITY`).
+
+Turn the DAG on to start the workflow.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import dag
+
+from messagecenter.dags import START_DATE, execution_default_args, runs_execution
+from messagecenter.operators import ExpireEventsOperator, UpdateEventsStatusOperator
+
+
+@dag(
+    dag_id="updateEventsStatus",
+    dag_display_name="Update events status",
+    schedule="* * * * *",
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    is_paused_upon_creation=True,
+    dagrun_timeout=timedelta(minutes=30),
+    default_args=execution_default_args(),
+    tags=["messagecenter", "execution"],
+    doc_md=__doc__,
+)
+def update_events_status() -> None:
+    update_status = UpdateEventsStatusOperator(task_id="update_events_status")
+    expire_events = ExpireEventsOperator(task_id="expire_events")
+    update_status >> expire_events
+
+
+if runs_execution():
+    update_events_status()

@@ -1,0 +1,138 @@
+-- Statements of the execution workflows. `{events}` is the queue's table (mc.rt_event or
+-- mc.batch_event), filled in with psycopg.sql.Identifier; values are %(named)s parameters.
+
+-- name: claim_pending
+-- Claim one chunk of due, pending events for a split run; return per (event type, channel) stats.
+-- status stays 0 (pending) and next_try becomes a lease: a crashed run's events come back after it.
+WITH candidate AS (
+    SELECT id FROM {events}
+    WHERE status = 0
+      AND (scheduled IS NULL OR scheduled <= now())
+      AND (next_try IS NULL OR next_try <= now())
+    ORDER BY id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE {events} AS e
+    SET batch_id = %(batch_id)s, next_try = now() + make_interval(secs => %(lease)s)
+    FROM candidate AS c
+    WHERE e.id = c.id
+    RETURNING e.id, e.event_type, e.channel
+)
+SELECT event_type, channel, count(*) AS n, min(id) AS min_id, max(id) AS max_id
+FROM claimed GROUP BY event_type, channel;
+
+-- name: due_retries
+-- (event type, channel) groups with linked events due for a (re)try: retries after a transient
+-- error, or events whose earlier delivery task died.
+SELECT event_type, channel, count(*) AS n
+FROM {events}
+WHERE status = 1 AND next_try <= now()
+GROUP BY event_type, channel;
+
+-- name: latest_template
+-- The most recently published template of an (event type, channel).
+SELECT template_id, version
+FROM mc.published_template
+WHERE event_type = %(event_type)s AND channel = %(channel)s
+ORDER BY published_at DESC, version DESC
+LIMIT 1;
+
+-- name: link_template
+-- 0 -> 1: link the shard's claimed events to the template; deliverable now.
+UPDATE {events}
+SET status = 1, template_id = %(template_id)s, template_version = %(version)s,
+    next_try = now(), last_modified = now()
+WHERE batch_id = %(batch_id)s AND event_type = %(event_type)s AND channel = %(channel)s
+  AND id BETWEEN %(min_id)s AND %(max_id)s AND status = 0;
+
+-- name: mark_not_taken
+-- 0 -> 5: no published template for the shard's (event type, channel); final, never retried.
+UPDATE {events}
+SET status = 5, next_try = NULL, processed = now(), last_modified = now()
+WHERE batch_id = %(batch_id)s AND event_type = %(event_type)s AND channel = %(channel)s
+  AND id BETWEEN %(min_id)s AND %(max_id)s AND status = 0;
+
+-- name: claim_for_delivery
+-- Claim one delivery chunk of the shard: linked events due now, leased for the delivery.
+WITH candidate AS (
+    SELECT id FROM {events}
+    WHERE status = 1 AND next_try <= now()
+      AND event_type = %(event_type)s AND channel = %(channel)s
+      AND id BETWEEN %(min_id)s AND %(max_id)s
+    ORDER BY next_try, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {events} AS e
+SET next_try = now() + make_interval(secs => %(lease)s)
+FROM candidate AS c
+WHERE e.id = c.id
+RETURNING e.id, e.event_type, e.channel, e.email, e.mobile_phone, e.push_token, e.external_id,
+          e.language, e.country, e.origin, e.ctx, e.created, e.scheduled, e.template_id,
+          e.template_version, e.errors;
+
+-- name: insert_delivery_logs
+-- Final results of a chunk; a second final log for an event (redelivery after a crash) is dropped.
+INSERT INTO mc.delivery_log
+    (event_id, queue, status, channel, address, template_id, template_version, message_id,
+     provider_answer, error, tries)
+SELECT * FROM unnest(
+    %(event_id)s::bigint[], %(queue)s::text[], %(status)s::smallint[], %(channel)s::smallint[],
+    %(address)s::text[], %(template_id)s::bigint[], %(template_version)s::integer[],
+    %(message_id)s::text[], %(provider_answer)s::text[], %(error)s::text[], %(tries)s::integer[])
+ON CONFLICT (event_id) DO NOTHING;
+
+-- name: mark_delivered
+-- The final log is written: no more tries; updateEventsStatus copies the status.
+UPDATE {events}
+SET next_try = 'infinity', errors = v.errors, last_modified = now()
+FROM unnest(%(id)s::bigint[], %(errors)s::integer[]) AS v(id, errors)
+WHERE {events}.id = v.id AND status = 1;
+
+-- name: schedule_retries
+-- Transient errors: count them and come back after the backoff.
+UPDATE {events}
+SET errors = v.errors, next_try = v.next_try, last_modified = now()
+FROM unnest(%(id)s::bigint[], %(errors)s::integer[], %(next_try)s::timestamptz[]) AS v(id, errors, next_try)
+WHERE {events}.id = v.id AND status = 1;
+
+-- name: published_templates
+-- The template versions a delivery chunk needs.
+SELECT id, template_id, version, event_type, channel, subject, html, text, data
+FROM mc.published_template
+WHERE (template_id, version) IN (SELECT * FROM unnest(%(template_id)s::bigint[], %(version)s::integer[]));
+
+-- name: quarantined
+-- Which of these addresses must not receive messages on this channel.
+SELECT address FROM mc.quarantine WHERE channel = %(channel)s AND address = ANY(%(addresses)s);
+
+-- name: completed_txid
+-- Every transaction below this id has ended: delivery logs below it can no longer appear late.
+SELECT pg_snapshot_xmin(pg_current_snapshot());
+
+-- name: get_watermark
+SELECT txid FROM mc.status_watermark WHERE name = %(name)s FOR UPDATE;
+
+-- name: set_watermark
+INSERT INTO mc.status_watermark (name, txid, updated_at) VALUES (%(name)s, %(txid)s, now())
+ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, updated_at = excluded.updated_at;
+
+-- name: copy_delivery_status
+-- 1 -> 2 / 3 / 4: copy the final status of every delivery log visible now and written by a
+-- transaction at or past the watermark. Logs of transactions still running are picked up by a
+-- later run (the next watermark is at most their id); re-reading a log is harmless (status = 1).
+UPDATE {events} AS e
+SET status = l.status, next_try = NULL, processed = l.created, last_modified = now()
+FROM mc.delivery_log AS l
+WHERE l.txid >= %(low)s AND l.queue = %(queue)s
+  AND e.id = l.event_id AND e.status = 1;
+
+-- name: expire_events
+-- 0 / 1 -> 6: not delivered within the queue's validity (counted from `scheduled` when set).
+-- Events whose final log is written (next_try = infinity) wait for their status copy instead.
+UPDATE {events}
+SET status = 6, next_try = NULL, processed = now(), last_modified = now()
+WHERE status IN (0, 1)
+  AND coalesce(scheduled, created) < now() - make_interval(secs => %(validity)s)
+  AND (next_try IS NULL OR next_try <> 'infinity');

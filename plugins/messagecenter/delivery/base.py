@@ -1,0 +1,81 @@
+"""What every transport shares: the message to send, the result, and the transport protocol.
+
+A transport is opened once per chunk of events (``with transport:``) and sends many messages over
+the same connection. ``send`` never raises for a delivery problem: it classifies it, because the
+caller decides per event between Sent, a retry with backoff (transient) and Failed (permanent).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol
+
+MAX_ANSWER_CHARS = 1000
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"
+    TRANSIENT = "transient"  # try again later: SMTP 4xx, connection refused, timeouts, HTTP 5xx / 429
+    PERMANENT = "permanent"  # never retried: SMTP 5xx, HTTP 4xx
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A rendered message for one event.
+
+    :param event_id: the event's id (sent along: SMTP header ``X-MC-Event-Id``, JSON ``event_id``).
+    :param channel: Campaign channel code: email 0, sms 1, ios 41, android 42.
+    :param address: e-mail address, phone number or push token.
+    :param subject: e-mail subject or push title.
+    :param html: e-mail HTML part.
+    :param text: e-mail text part, SMS text or push body.
+    :param data: push data.
+    """
+
+    event_id: int
+    channel: int
+    address: str
+    subject: str | None = None
+    html: str | None = None
+    text: str | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    message_id: str | None = None
+    provider_answer: str | None = None  # truncated to MAX_ANSWER_CHARS
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Transport(Protocol):
+    def __enter__(self) -> Transport: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    def send(self, message: OutgoingMessage) -> SendResult: ...
+
+
+class NullTransport:
+    """Accepts everything and sends nothing: benchmarks and dry runs."""
+
+    def __enter__(self) -> NullTransport:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        return SendResult(
+            Outcome.SENT, message_id=f"null-{message.event_id}", provider_answer="null transport"
+        )
+
+
+def truncate(text: str | None, limit: int = MAX_ANSWER_CHARS) -> str | None:
+    return text if text is None or len(text) <= limit else text[: limit - 1] + "…"

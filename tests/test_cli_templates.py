@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": "plugins", "MC_LOG_LEVEL": "WARNING"}
+    return subprocess.run(
+        [sys.executable, "-m", "messagecenter", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_templates_load_example(db_dsn: str, conn: psycopg.Connection) -> None:
+    done = run_cli("templates", "load", "include/templates/example.yaml", "--dsn", db_dsn)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["created"], summary["unchanged"]) == (5, 0)
+    assert [
+        (t["event_type"], t["channel"], t["template_id"], t["version"], t["result"])
+        for t in summary["templates"]
+    ] == [
+        ("ORDER_CONFIRMATION", "email", 1, 1, "created"),
+        ("OTP", "sms", 2, 1, "created"),
+        ("ORDER_SHIPPED", "ios", 3, 1, "created"),
+        ("ORDER_SHIPPED", "android", 4, 1, "created"),
+        ("PASSWORD_RESET", "email", 5, 1, "created"),
+    ]
+    rows = conn.execute(
+        "SELECT event_type, channel, version, subject, text, data FROM mc.published_template ORDER BY id"
+    ).fetchall()
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("ORDER_CONFIRMATION", 0, 1),
+        ("OTP", 1, 1),
+        ("ORDER_SHIPPED", 41, 1),
+        ("ORDER_SHIPPED", 42, 1),
+        ("PASSWORD_RESET", 0, 1),
+    ]
+    assert rows[1][4] == "Your code is {{ ctx.code }}"
+    assert rows[2][3] == "Shipped"
+    assert rows[3][5] == {"orderId": "{{ ctx.orderId }}"}
+
+    again = run_cli("templates", "load", "include/templates/example.yaml", "--dsn", db_dsn)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert (summary["created"], summary["unchanged"]) == (0, 5)
+    assert {t["result"] for t in summary["templates"]} == {"unchanged"}
+    assert conn.execute("SELECT count(*) FROM mc.published_template").fetchone()[0] == 5
+
+
+def test_templates_load_broken_file_exits_2_and_writes_nothing(
+    tmp_path: Path, db_dsn: str, conn: psycopg.Connection
+) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text(
+        json.dumps(
+            {
+                "templates": [
+                    {"event_type": "OTP", "channel": "sms", "text": "Your code is {{ ctx.code }}"},
+                    {"event_type": "FAX", "channel": "fax", "text": "x"},
+                ]
+            }
+        )
+    )
+    done = run_cli("templates", "load", str(broken), "--dsn", db_dsn)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("error: ")
+    assert "templates[1].channel: unknown channel 'fax'" in done.stderr
+    assert conn.execute("SELECT count(*) FROM mc.published_template").fetchone()[0] == 0

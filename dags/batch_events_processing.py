@@ -15,22 +15,18 @@ from datetime import timedelta
 
 from airflow.sdk import dag
 
-from messagecenter.dags import START_DATE, execution_default_args, runs_execution
+from messagecenter.dags import execution_dag_args, runs_execution
 from messagecenter.operators import DeliverMessagesOperator, LinkTemplatesOperator, SplitQueueOperator
 
 
 @dag(
-    dag_id="batchEventsProcessing",
-    dag_display_name="Batch events processing",
-    schedule="* * * * *",
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    is_paused_upon_creation=True,
-    dagrun_timeout=timedelta(hours=1),
-    default_args=execution_default_args(),
-    tags=["messagecenter", "execution"],
-    doc_md=__doc__,
+    **execution_dag_args(
+        "batchEventsProcessing",
+        "Batch events processing",
+        schedule="* * * * *",
+        doc_md=__doc__,
+        run_timeout=timedelta(hours=1),
+    )
 )
 def batch_events_processing() -> None:
     split_queue = SplitQueueOperator(task_id="split_queue", event_queue="batch")

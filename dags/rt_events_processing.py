@@ -16,22 +16,18 @@ from datetime import timedelta
 
 from airflow.sdk import dag
 
-from messagecenter.dags import START_DATE, execution_default_args, runs_execution
+from messagecenter.dags import execution_dag_args, runs_execution
 from messagecenter.operators import DrainRealtimeOperator
 
 
 @dag(
-    dag_id="rtEventsProcessing",
-    dag_display_name="Real-time events processing",
-    schedule="@continuous",
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    is_paused_upon_creation=True,
-    dagrun_timeout=timedelta(hours=2),
-    default_args=execution_default_args(),
-    tags=["messagecenter", "execution"],
-    doc_md=__doc__,
+    **execution_dag_args(
+        "rtEventsProcessing",
+        "Real-time events processing",
+        schedule="@continuous",
+        doc_md=__doc__,
+        run_timeout=timedelta(hours=2),
+    )
 )
 def rt_events_processing() -> None:
     DrainRealtimeOperator(task_id="drain_rt_queue")

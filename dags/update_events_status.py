@@ -14,22 +14,18 @@ from datetime import timedelta
 
 from airflow.sdk import dag
 
-from messagecenter.dags import START_DATE, execution_default_args, runs_execution
+from messagecenter.dags import execution_dag_args, runs_execution
 from messagecenter.operators import ExpireEventsOperator, UpdateEventsStatusOperator
 
 
 @dag(
-    dag_id="updateEventsStatus",
-    dag_display_name="Update events status",
-    schedule="* * * * *",
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    is_paused_upon_creation=True,
-    dagrun_timeout=timedelta(minutes=30),
-    default_args=execution_default_args(),
-    tags=["messagecenter", "execution"],
-    doc_md=__doc__,
+    **execution_dag_args(
+        "updateEventsStatus",
+        "Update events status",
+        schedule="* * * * *",
+        doc_md=__doc__,
+        run_timeout=timedelta(minutes=30),
+    )
 )
 def update_events_status() -> None:
     update_status = UpdateEventsStatusOperator(task_id="update_events_status")

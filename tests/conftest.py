@@ -159,7 +159,7 @@ def http_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """Real SMS and push providers, registered as the ``mc_sms`` and ``mc_push`` connections."""
     from tests.sinks import HttpSink
 
-    with HttpSink() as sms, HttpSink() as push:
+    with HttpSink() as sms, HttpSink() as push:  # each yields its Provider
         monkeypatch.setenv("AIRFLOW_CONN_MC_SMS", sms.connection("/sms"))
         monkeypatch.setenv("AIRFLOW_CONN_MC_PUSH", push.connection("/push"))
         yield {"sms": sms, "push": push}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -94,54 +95,82 @@ class SmtpSink:
         )
 
 
-class HttpSink:
-    """A JSON HTTP provider (SMS / push) on a free loopback port, recording every request body."""
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+    body: Any
+    client: tuple[str, int]  # one client port per TCP connection
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: str = '{"id": "m-1"}'
+    delay: float = 0.0
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class Provider(ThreadingHTTPServer):
+    """A fake SMS/push provider: records every POST, answers from a queue (default 200 {"id": "m-1"})."""
+
+    daemon_threads = True
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.replies: deque[tuple[int, dict[str, Any]]] = deque()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                status, answer = (
-                    sink.replies.popleft() if sink.replies else (200, {"id": f"m-{len(sink.requests)}"})
-                )
-                if status < 300:
-                    sink.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-                payload = json.dumps(answer).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> HttpSink:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.requests: list[Request] = []
+        self.replies: deque[Reply] = deque()
 
     @property
     def port(self) -> int:
-        return self.server.server_address[1]
+        return self.server_address[1]
 
     def connection(self, endpoint: str = "/send") -> str:
         return json.dumps(
-            {
-                "conn_type": "http",
-                "host": "127.0.0.1",
-                "port": self.port,
-                "schema": "http",
-                "extra": {"endpoint": endpoint},
-            }
+            {"conn_type": "http", "host": "127.0.0.1", "port": self.port, "extra": {"endpoint": endpoint}}
         )
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up (timeout test) makes the late write fail: expected
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is visible
+    server: Provider
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = json.loads(raw) if raw else None
+        self.server.requests.append(Request(self.path, dict(self.headers), body, self.client_address))
+        reply = self.server.replies.popleft() if self.server.replies else Reply()
+        if reply.delay:
+            time.sleep(reply.delay)
+        data = reply.body.encode()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class HttpSink:
+    """A running :class:`Provider` (context manager); ``connection()`` is its Airflow connection as JSON."""
+
+    def __init__(self) -> None:
+        self.provider = Provider()
+        self.thread = threading.Thread(
+            target=self.provider.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def __enter__(self) -> Provider:
+        self.thread.start()
+        return self.provider
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.provider.shutdown()
+        self.provider.server_close()

@@ -115,11 +115,11 @@ def test_sms_and_push_go_to_their_http_providers(
     run_batch(conn)
     assert statuses(conn) == {sms_id: 2, push_id: 2}
     (sms,) = http_sinks["sms"].requests
-    assert sms["body"] == {"to": "+33612345678", "text": "Your code is 4711", "event_id": sms_id}
+    assert sms.body == {"to": "+33612345678", "text": "Your code is 4711", "event_id": sms_id}
     (notification,) = http_sinks["push"].requests
-    assert notification["body"]["to"] == "tok-1"
-    assert notification["body"]["body"] == "Order B-2"
-    assert notification["body"]["platform"] == "android"
+    assert notification.body["to"] == "tok-1"
+    assert notification.body["body"] == "Order B-2"
+    assert notification.body["platform"] == "android"
 
 
 def test_unknown_event_type_is_not_taken_into_account_and_never_retried(

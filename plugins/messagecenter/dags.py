@@ -21,6 +21,26 @@ def execution_default_args() -> dict[str, Any]:
     }
 
 
+def execution_dag_args(
+    dag_id: str, display_name: str, *, schedule: str, doc_md: str | None, run_timeout: timedelta
+) -> dict[str, Any]:
+    """Arguments every execution DAG shares: paused at creation (an operator starts the workflow by
+    turning it on), one run at a time, no catch-up, tagged ``messagecenter`` and ``execution``."""
+    return {
+        "dag_id": dag_id,
+        "dag_display_name": display_name,
+        "schedule": schedule,
+        "start_date": START_DATE,
+        "catchup": False,
+        "max_active_runs": 1,
+        "is_paused_upon_creation": True,
+        "dagrun_timeout": run_timeout,
+        "default_args": execution_default_args(),
+        "tags": ["messagecenter", "execution"],
+        "doc_md": doc_md,
+    }
+
+
 def runs_execution() -> bool:
     """Whether this deployment defines the execution DAGs (``MC_ROLE`` execution or all)."""
     return get_settings().runs_execution

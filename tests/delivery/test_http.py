@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
 import time
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -23,79 +18,18 @@ from messagecenter.delivery import (
     SmtpTransport,
     transport_for,
 )
+from tests.sinks import HttpSink, Provider, Reply, free_port
 
 CONN_ID = "mc_http_test"
 ENV = f"AIRFLOW_CONN_{CONN_ID.upper()}"
 
 
-@dataclass
-class Request:
-    path: str
-    headers: dict[str, str]
-    body: Any
-    client: tuple[str, int]  # one client port per TCP connection
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: str = '{"id": "m-1"}'
-    delay: float = 0.0
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-class Provider(ThreadingHTTPServer):
-    """A fake SMS/push provider: records every POST, answers from a queue (default 200 {"id": "m-1"})."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[Request] = []
-        self.replies: deque[Reply] = deque()
-
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that gave up (timeout test) makes the late write fail: expected
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse is visible
-    server: Provider
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = json.loads(raw) if raw else None
-        self.server.requests.append(Request(self.path, dict(self.headers), body, self.client_address))
-        reply = self.server.replies.popleft() if self.server.replies else Reply()
-        if reply.delay:
-            time.sleep(reply.delay)
-        data = reply.body.encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in reply.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[Provider]:
     """A running provider, and CONN_ID pointing at its /v1/send endpoint (basic auth)."""
-    server = Provider()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    use_connection(monkeypatch, server.port, login="acme", password="s3cret pass", endpoint="/v1/send")
-    yield server
-    server.shutdown()
-    server.server_close()
+    with HttpSink() as server:
+        use_connection(monkeypatch, server.port, login="acme", password="s3cret pass", endpoint="/v1/send")
+        yield server
 
 
 def use_connection(
@@ -118,12 +52,6 @@ def push(channel: int, **kwargs: Any) -> OutgoingMessage:
     return OutgoingMessage(
         event_id=9, channel=channel, address="tok-abc", subject="Parcel", text="It is on its way", **kwargs
     )
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_sms_is_posted_as_json_with_basic_auth(provider):
@@ -232,7 +160,7 @@ def test_slow_provider_times_out_as_transient(provider):
 
 
 def test_closed_port_is_transient_and_secrets_stay_out(monkeypatch):
-    use_connection(monkeypatch, closed_port(), login="acme", password="hunter22", token="tok-SECRET")
+    use_connection(monkeypatch, free_port(), login="acme", password="hunter22", token="tok-SECRET")
     with HttpTransport(CONN_ID) as transport:
         results = [transport.send(sms()), transport.send(push(41))]
 

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -17,48 +13,9 @@ from aiosmtpd.controller import Controller
 
 from messagecenter.delivery import Outcome, OutgoingMessage, SmtpTransport
 from messagecenter.exceptions import ConfigError
+from tests.sinks import SENDER, Recorder, free_port
 
 CONN_ID = "mc_smtp_test"
-SENDER = "mc@example.com"
-
-
-def free_port() -> int:
-    """A port nobody listens on (bound then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Received:
-    peer: tuple[str, int]  # client address: one per SMTP connection
-    mail_from: str
-    rcpt_tos: list[str]
-    mail: EmailMessage
-
-
-@dataclass
-class Recorder:
-    """aiosmtpd handler: stores accepted mail; answers DATA (and RCPT) from programmable replies."""
-
-    data_replies: deque[str] = field(default_factory=deque)
-    rcpt_reply: str | None = None
-    received: list[Received] = field(default_factory=list)
-    peers: list[tuple[str, int]] = field(default_factory=list)  # every DATA, accepted or not
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
-        if self.rcpt_reply:
-            return self.rcpt_reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.peers.append(session.peer)
-        reply = self.data_replies.popleft() if self.data_replies else "250 OK"
-        if reply.startswith("250"):
-            mail = message_from_bytes(envelope.original_content, policy=policy.default)
-            self.received.append(Received(session.peer, envelope.mail_from, list(envelope.rcpt_tos), mail))
-        return reply
 
 
 def use_connection(monkeypatch: pytest.MonkeyPatch, port: int, **extra: Any) -> None:

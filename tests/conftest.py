@@ -120,6 +120,20 @@ def db_dsn(pg_admin_dsn: str, template_db: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def make_db(pg_admin_dsn: str, template_db: str) -> Iterator[Any]:
+    """Factory of fresh databases with the current schema (several instances in one test)."""
+    names: list[str] = []
+
+    def make() -> str:
+        names.append(f"mc_test_{os.getpid()}_{next(_counter)}")
+        return create_database(pg_admin_dsn, names[-1], template=template_db)
+
+    yield make
+    for name in names:
+        drop_database(pg_admin_dsn, name)
+
+
+@pytest.fixture
 def conn(db_dsn: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(db_dsn, autocommit=True) as connection:
         yield connection

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from messagecenter import schema, store, templates
-from messagecenter.config import CONTROL_CONN_ID, QUEUES, get_settings
+from messagecenter import registry, schema, store, templates
+from messagecenter.config import CONTROL_CONN_ID, EXEC_CONN_PREFIX, QUEUES, get_settings
 from messagecenter.db import MessageCenterDbHook
 from messagecenter.exceptions import MessageCenterError, TemplateError
 from messagecenter.intake import IntakeError, decode_push
@@ -86,16 +86,20 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_templates_load(args: argparse.Namespace) -> int:
+    conn_id = args.conn or get_settings().execution_conn_id
+    target = args.target or ("control" if conn_id == get_settings().control_conn_id else "execution")
+    table = templates.CONTROL_TABLE if target == "control" else templates.EXECUTION_TABLE
     try:
         specs = templates.load_template_file(args.file)  # the whole file is checked before connecting
         with _hook(args).connect() as conn:
-            published = templates.publish_templates(conn, specs)
+            published = templates.publish_templates(conn, specs, table=table)
     except TemplateError as exc:
         print(f"error: nothing loaded: {exc}", file=sys.stderr)
         return 2
     _print_json(
         {
             "file": args.file,
+            "target": f"{target} (mc.{table})",
             "created": sum(p.created for p in published),
             "unchanged": sum(not p.created for p in published),
             "templates": [
@@ -110,6 +114,34 @@ def cmd_templates_load(args: argparse.Namespace) -> int:
             ],
         }
     )
+    return 0
+
+
+def cmd_archiving_create(args: argparse.Namespace) -> int:
+    from airflow.utils.session import create_session
+
+    with create_session(scoped=False) as session:
+        dag_id = registry.register_instance(session, args.instance)
+    _print_json(
+        {"instance": args.instance, "connection": f"{EXEC_CONN_PREFIX}{args.instance}", "dag_id": dag_id}
+    )
+    return 0
+
+
+def cmd_archiving_remove(args: argparse.Namespace) -> int:
+    from airflow.utils.session import create_session
+
+    with create_session(scoped=False) as session:
+        removed = registry.unregister_instance(session, args.instance)
+    if not removed:
+        print(f"error: {args.instance} is not registered", file=sys.stderr)
+        return 1
+    print(f"{args.instance} unregistered; {registry.archiving_dag_id(args.instance)} goes at the next parse")
+    return 0
+
+
+def cmd_archiving_list(args: argparse.Namespace) -> int:
+    _print_json({name: registry.archiving_dag_id(name) for name in registry.archiving_instances()})
     return 0
 
 
@@ -149,7 +181,26 @@ def build_parser() -> argparse.ArgumentParser:
         "load", parents=[common], help="validate a YAML/JSON template file and publish what changed"
     )
     load.add_argument("file", help="template file (.yaml, .yml or .json)")
+    load.add_argument(
+        "--target",
+        choices=("control", "execution"),
+        help="control: master templates, published by publishTemplates; execution: routed at once "
+        "(default: control for mc_control, else execution)",
+    )
     load.set_defaults(func=cmd_templates_load)
+
+    arc = sub.add_parser("archiving", help="archiving workflows of the execution instances (control)")
+    arc_sub = arc.add_subparsers(dest="action", required=True)
+    create = arc_sub.add_parser(
+        "create", help="Create the archiving workflow of an instance (connection mc_exec_<instance>)"
+    )
+    create.add_argument("instance", help="the <instance> of connection mc_exec_<instance>")
+    create.set_defaults(func=cmd_archiving_create)
+    remove = arc_sub.add_parser("remove", help="remove an instance registered with `archiving create`")
+    remove.add_argument("instance")
+    remove.set_defaults(func=cmd_archiving_remove)
+    ls = arc_sub.add_parser("list", help="the instances archived, with their archiving DAG")
+    ls.set_defaults(func=cmd_archiving_list)
     return parser
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Literal, get_args
 
 from messagecenter.exceptions import ConfigError
@@ -71,6 +72,11 @@ class Settings:
     :param max_batch: most events accepted in one request (``MC_MAX_BATCH``).
     :param max_ctx_bytes: largest personalisation object, as JSON bytes (``MC_MAX_CTX_BYTES``).
     :param max_body_bytes: largest request body the API reads (``MC_MAX_BODY_BYTES``).
+    :param retention: age past which ``mcCleanup`` purges archived final events (``MC_RETENTION_DAYS``).
+    :param archive_overlap: how much before its interval an archiving run re-reads
+        (``MC_ARCHIVE_OVERLAP_SECONDS``; late commits are also waited for).
+    :param registry_poll_seconds: how often the plugin mirrors ``mc_exec_*`` connections into the
+        archiving registry (``MC_REGISTRY_POLL_SECONDS``).
     """
 
     role: Role = "all"
@@ -82,6 +88,9 @@ class Settings:
     max_batch: int = 10_000
     max_ctx_bytes: int = 64 * 1024
     max_body_bytes: int = 64 * 1024 * 1024
+    retention: timedelta = timedelta(days=30)
+    archive_overlap: timedelta = timedelta(minutes=15)
+    registry_poll_seconds: int = 15
     processing: ProcessingSettings = field(default_factory=lambda: ProcessingSettings())
 
     @property
@@ -122,6 +131,9 @@ def load_settings(env: dict[str, str] | os._Environ[str] | None = None) -> Setti
         max_batch=_int_env(env, "MC_MAX_BATCH", 10_000, 1, 100_000),
         max_ctx_bytes=_int_env(env, "MC_MAX_CTX_BYTES", 64 * 1024, 256, 16 * 1024 * 1024),
         max_body_bytes=_int_env(env, "MC_MAX_BODY_BYTES", 64 * 1024 * 1024, 1024, 1024**3),
+        retention=timedelta(days=_int_env(env, "MC_RETENTION_DAYS", 30, 1, 36_500)),
+        archive_overlap=timedelta(seconds=_int_env(env, "MC_ARCHIVE_OVERLAP_SECONDS", 900, 0, 86_400)),
+        registry_poll_seconds=_int_env(env, "MC_REGISTRY_POLL_SECONDS", 15, 1, 3_600),
         processing=ProcessingSettings(
             claim_chunk=_int_env(env, "MC_CLAIM_CHUNK", 10_000, 1, 1_000_000),
             max_events_per_run=_int_env(env, "MC_MAX_EVENTS_PER_RUN", 200_000, 1, 100_000_000),

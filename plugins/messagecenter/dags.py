@@ -5,10 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from airflow.sdk import Asset
+
 from messagecenter.config import get_settings
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 OWNER = "messagecenter"
+# Updated when control's master templates change: publishTemplates runs at once.
+TEMPLATES_ASSET = Asset("messagecenter_templates", uri="messagecenter://control/templates")
 
 
 def execution_default_args() -> dict[str, Any]:
@@ -37,6 +41,26 @@ def execution_dag_args(
         "dagrun_timeout": run_timeout,
         "default_args": execution_default_args(),
         "tags": ["messagecenter", "execution"],
+        "doc_md": doc_md,
+    }
+
+
+def control_dag_args(
+    dag_id: str, display_name: str, *, schedule: Any, doc_md: str | None, run_timeout: timedelta
+) -> dict[str, Any]:
+    """Arguments every control DAG shares: running as soon as created (as in the seed: archiving
+    starts by itself once an instance is registered), one run at a time, tagged ``control``."""
+    return {
+        "dag_id": dag_id,
+        "dag_display_name": display_name,
+        "schedule": schedule,
+        "start_date": START_DATE,
+        "catchup": False,
+        "max_active_runs": 1,
+        "is_paused_upon_creation": False,
+        "dagrun_timeout": run_timeout,
+        "default_args": {"owner": OWNER, "retries": 3, "retry_delay": timedelta(minutes=1)},
+        "tags": ["messagecenter", "control"],
         "doc_md": doc_md,
     }
 

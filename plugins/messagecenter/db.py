@@ -95,3 +95,23 @@ class MessageCenterDbHook:
         """Context manager: a connection committed on success, rolled back on error, then closed."""
         with self.get_conn(autocommit=autocommit) as conn:
             yield conn
+
+
+def instance_id_of(conn_id: str) -> int:
+    """The ``instance_id`` (1..255) in the extra of execution-instance connection ``conn_id``."""
+    from airflow.sdk import BaseHook
+
+    try:
+        extra = BaseHook.get_connection(conn_id).extra_dejson or {}
+    except Exception as exc:
+        raise ConfigError(f"Airflow connection {conn_id!r} is not defined: {exc}") from exc
+    value = extra.get("instance_id")
+    try:
+        instance_id = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f'connection {conn_id!r} needs an extra {{"instance_id": 1..255}}, got {value!r}'
+        ) from None
+    if not 1 <= instance_id <= 255:
+        raise ConfigError(f"connection {conn_id!r}: instance_id must be between 1 and 255, got {instance_id}")
+    return instance_id

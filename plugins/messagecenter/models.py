@@ -71,3 +71,11 @@ class Health(BaseModel):
     instance_id: int
     pending: dict[str, int]
     schema_version: int
+
+
+class ArchivingWorkflow(BaseModel):
+    """An execution instance the control instance archives, and the DAG that does it."""
+
+    instance: str
+    connection: str
+    dag_id: str

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
+from airflow.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator, Context
 
 from messagecenter import processing
-from messagecenter.config import Queue, Settings, get_settings
+from messagecenter.config import EXEC_CONN_PREFIX, Queue, Settings, get_settings
 from messagecenter.db import MessageCenterDbHook
 
 
@@ -135,3 +136,93 @@ class ExpireEventsOperator(_ExecutionOperator):
             counts = processing.expire_events(conn, self.settings.processing)
         counts.log("Expire events")
         return counts.summary()
+
+
+# --- Control workflows ---------------------------------------------------------------------------
+
+
+class ArchiveEventsOperator(BaseOperator):
+    """Copy one execution instance's events and delivery logs of the run's data interval to control.
+
+    :param instance: the execution instance, i.e. connection ``mc_exec_<instance>``.
+    :param control_conn_id: connection of the control database (default ``mc_control``).
+    """
+
+    template_fields: Sequence[str] = ("instance",)
+    ui_color = "#fef7e0"
+
+    def __init__(self, *, instance: str, control_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.instance = instance
+        self.control_conn_id = control_conn_id or get_settings().control_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from messagecenter.archiving import archive_interval
+        from messagecenter.db import instance_id_of
+
+        exec_conn_id = EXEC_CONN_PREFIX + self.instance
+        settings = get_settings()
+        start, end = context["data_interval_start"], context["data_interval_end"]
+        if start is None or end is None:
+            raise AirflowFailException("an archiving run needs a data interval (a scheduled or backfill run)")
+        with (
+            MessageCenterDbHook(exec_conn_id).connect() as exec_conn,
+            MessageCenterDbHook(self.control_conn_id).connect() as control_conn,
+        ):
+            result = archive_interval(
+                exec_conn,
+                control_conn,
+                instance=self.instance,
+                instance_id=instance_id_of(exec_conn_id),
+                start=start,
+                end=end,
+                overlap=settings.archive_overlap,
+            )
+        return {
+            "events": result.events,
+            "logs": result.logs,
+            "archived_until": result.archived_until.isoformat(),
+        }
+
+
+class PublishTemplatesOperator(BaseOperator):
+    """Publish control's latest template versions on one execution instance (mapped over instances).
+
+    :param instance: the execution instance, i.e. connection ``mc_exec_<instance>``.
+    :param control_conn_id: connection of the control database (default ``mc_control``).
+    """
+
+    template_fields: Sequence[str] = ("instance",)
+    ui_color = "#fef7e0"
+
+    def __init__(self, *, instance: str, control_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.instance = instance
+        self.control_conn_id = control_conn_id or get_settings().control_conn_id
+
+    def execute(self, context: Context) -> dict[str, int]:
+        from messagecenter.templates import publish_latest
+
+        with (
+            MessageCenterDbHook(EXEC_CONN_PREFIX + self.instance).connect() as exec_conn,
+            MessageCenterDbHook(self.control_conn_id).connect() as control_conn,
+        ):
+            published = publish_latest(control_conn, exec_conn)
+        created = sum(p.created for p in published)
+        self.log.info(
+            "Published on %s: %s new version(s), %s already there",
+            self.instance,
+            created,
+            len(published) - created,
+        )
+        return {"created": created, "unchanged": len(published) - created}
+
+
+class PurgeArchivedOperator(_ExecutionOperator):
+    """Delete final events and delivery logs past the retention, only those control has archived."""
+
+    def execute(self, context: Context) -> dict[str, int]:
+        from messagecenter.archiving import purge_archived
+
+        with self.hook.connect() as conn:
+            return purge_archived(conn, retention=self.settings.retention)

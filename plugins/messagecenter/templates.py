@@ -29,11 +29,16 @@ import jinja2
 import psycopg
 import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from psycopg import sql
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from messagecenter.exceptions import RenderError, TemplateError
 from messagecenter.models import CHANNEL_CODES, CHANNEL_NAMES
+
+# Where templates live: what routes on an execution instance, and the versioned master on control.
+EXECUTION_TABLE = "published_template"
+CONTROL_TABLE = "template"
 
 log = logging.getLogger(__name__)
 
@@ -317,13 +322,17 @@ def _check_compiles(where: str, source: str, *, html: bool) -> None:
 # --- Publishing ----------------------------------------------------------------------------------
 
 
-def publish_templates(conn: psycopg.Connection[Any], specs: Iterable[TemplateSpec]) -> list[PublishedVersion]:
+def publish_templates(
+    conn: psycopg.Connection[Any], specs: Iterable[TemplateSpec], *, table: str = EXECUTION_TABLE
+) -> list[PublishedVersion]:
     """Publish ``specs`` in one transaction; return what happened to each, in order.
 
     A spec without ids whose content equals the latest version of its (event type, channel) writes
     nothing; otherwise it becomes version latest + 1 of that template (a new template id when the
     pair is new). A spec with ``template_id`` and ``version`` (control instance) is inserted unless
     that version already exists, so replaying a publication is harmless.
+
+    :param table: ``published_template`` (execution: what routes) or ``template`` (control's master).
 
     :raises TemplateError: an explicit (template_id, version) already exists with another content.
     """
@@ -332,12 +341,12 @@ def publish_templates(conn: psycopg.Connection[Any], specs: Iterable[TemplateSpe
     with conn.transaction():
         # Self-conflicting and blocking writers only: concurrent loaders queue here and never pick
         # the same new template id or version, while deliveries keep reading templates.
-        conn.execute("LOCK TABLE mc.published_template IN SHARE ROW EXCLUSIVE MODE")
+        conn.execute(_sql("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE", table))
         for spec in specs:
             if spec.template_id is None:
-                results.append(_publish_next(conn, spec))
+                results.append(_publish_next(conn, spec, table))
             else:
-                results.append(_publish_explicit(conn, spec))
+                results.append(_publish_explicit(conn, spec, table))
     for result in results:
         if result.created:
             log.info(
@@ -355,11 +364,21 @@ def publish_templates(conn: psycopg.Connection[Any], specs: Iterable[TemplateSpe
     return results
 
 
-def _publish_next(conn: psycopg.Connection[Any], spec: TemplateSpec) -> PublishedVersion:
+def _sql(statement: str, table: str) -> sql.Composed:
+    """``statement`` with ``{table}`` bound to ``mc.<table>`` (an identifier, never formatted in)."""
+    if table not in (EXECUTION_TABLE, CONTROL_TABLE):
+        raise ValueError(f"unknown template table {table!r}")
+    return sql.SQL(statement).format(table=sql.Identifier("mc", table))  # type: ignore[arg-type]
+
+
+def _publish_next(conn: psycopg.Connection[Any], spec: TemplateSpec, table: str) -> PublishedVersion:
     digest = spec.content_hash
     latest = conn.execute(
-        "SELECT template_id, version, content_hash FROM mc.published_template"
-        " WHERE event_type = %s AND channel = %s ORDER BY published_at DESC, version DESC LIMIT 1",
+        _sql(
+            "SELECT template_id, version, content_hash FROM {table}"
+            " WHERE event_type = %s AND channel = %s ORDER BY published_at DESC, version DESC LIMIT 1",
+            table,
+        ),
         (spec.event_type, spec.channel),
     ).fetchone()
     if latest is not None and latest[2] == digest:
@@ -368,28 +387,30 @@ def _publish_next(conn: psycopg.Connection[Any], spec: TemplateSpec) -> Publishe
         template_id = latest[0]
         # max, not latest + 1: an older version may have been published (replayed) after a newer one.
         row = conn.execute(
-            "SELECT max(version) + 1 FROM mc.published_template WHERE template_id = %s", (template_id,)
+            _sql("SELECT max(version) + 1 FROM {table} WHERE template_id = %s", table), (template_id,)
         ).fetchone()
         version = row[0]  # type: ignore[index]
     else:
-        row = conn.execute("SELECT coalesce(max(template_id), 0) + 1 FROM mc.published_template").fetchone()
+        row = conn.execute(_sql("SELECT coalesce(max(template_id), 0) + 1 FROM {table}", table)).fetchone()
         template_id, version = row[0], 1  # type: ignore[index]
-    _insert(conn, template_id, version, spec, digest)
+    _insert(conn, table, template_id, version, spec, digest)
     return PublishedVersion(spec.event_type, spec.channel, template_id, version, created=True)
 
 
-def _publish_explicit(conn: psycopg.Connection[Any], spec: TemplateSpec) -> PublishedVersion:
+def _publish_explicit(conn: psycopg.Connection[Any], spec: TemplateSpec, table: str) -> PublishedVersion:
     template_id, version = spec.template_id, spec.version
     if template_id is None or version is None:
         raise ValueError("an explicit publication needs template_id and version")
     digest = spec.content_hash
     existing = conn.execute(
-        "SELECT event_type, channel, content_hash FROM mc.published_template"
-        " WHERE template_id = %s AND version = %s",
+        _sql(
+            "SELECT event_type, channel, content_hash FROM {table} WHERE template_id = %s AND version = %s",
+            table,
+        ),
         (template_id, version),
     ).fetchone()
     if existing is None:
-        _insert(conn, template_id, version, spec, digest)
+        _insert(conn, table, template_id, version, spec, digest)
     elif tuple(existing) != (spec.event_type, spec.channel, digest):
         raise TemplateError(
             f"template {template_id} version {version} is already published with another "
@@ -400,12 +421,15 @@ def _publish_explicit(conn: psycopg.Connection[Any], spec: TemplateSpec) -> Publ
 
 
 def _insert(
-    conn: psycopg.Connection[Any], template_id: int, version: int, spec: TemplateSpec, digest: str
+    conn: psycopg.Connection[Any], table: str, template_id: int, version: int, spec: TemplateSpec, digest: str
 ) -> None:
     conn.execute(
-        "INSERT INTO mc.published_template"
-        " (template_id, version, event_type, channel, subject, html, text, data, content_hash)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        _sql(
+            "INSERT INTO {table}"
+            " (template_id, version, event_type, channel, subject, html, text, data, content_hash)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            table,
+        ),
         (
             template_id,
             version,
@@ -433,16 +457,45 @@ def latest_template(
         ).fetchone()
 
 
-def latest_templates(conn: psycopg.Connection[Any]) -> dict[tuple[str, int], PublishedTemplate]:
-    """Every (event type, channel code) -> version in use, in one query (a worker's chunk lookup)."""
+def latest_templates(
+    conn: psycopg.Connection[Any], *, table: str = EXECUTION_TABLE
+) -> dict[tuple[str, int], PublishedTemplate]:
+    """Every (event type, channel code) -> version in use, in one query (a worker's chunk lookup,
+    and what ``publishTemplates`` copies from control's master table)."""
     with conn.cursor(row_factory=class_row(PublishedTemplate)) as cur:
         rows = cur.execute(
-            "SELECT DISTINCT ON (event_type, channel)"
-            " id, template_id, version, event_type, channel, subject, html, text, data"
-            " FROM mc.published_template"
-            " ORDER BY event_type, channel, published_at DESC, version DESC"
+            _sql(
+                "SELECT DISTINCT ON (event_type, channel)"
+                " id, template_id, version, event_type, channel, subject, html, text, data"
+                " FROM {table} ORDER BY event_type, channel, published_at DESC, version DESC",
+                table,
+            )
         ).fetchall()
     return {(t.event_type, t.channel): t for t in rows}
+
+
+def publish_latest(
+    control_conn: psycopg.Connection[Any], exec_conn: psycopg.Connection[Any]
+) -> list[PublishedVersion]:
+    """Publish control's latest master versions on one execution instance, under their master ids.
+
+    Replaying is harmless (a version already there is kept), so ``publishTemplates`` may rerun.
+    """
+    specs = [
+        TemplateSpec(
+            t.event_type,
+            t.channel,
+            t.subject,
+            t.html,
+            t.text,
+            t.data,
+            template_id=t.template_id,
+            version=t.version,
+        )
+        for t in latest_templates(control_conn, table=CONTROL_TABLE).values()
+    ]
+    control_conn.rollback()
+    return publish_templates(exec_conn, specs)
 
 
 # --- Rendering -----------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,9 +16,10 @@ from psycopg_pool import PoolTimeout
 
 from messagecenter import __version__
 from messagecenter.api.deps import ApiState, require_token
-from messagecenter.api.routes import events, health
+from messagecenter.api.routes import archiving, events, health
 from messagecenter.config import Settings
 from messagecenter.exceptions import ConfigError
+from messagecenter.registry_sync import poll_registry
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +28,31 @@ def _operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
-def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, dsn: str | None = None, in_airflow: bool = False
+) -> FastAPI:
     """Build the intake API. Nothing connects until the first request.
 
     :param settings: defaults to the process settings (environment), read at the first request.
     :param dsn: libpq DSN of the execution database, bypassing the Airflow connection.
+    :param in_airflow: mounted in the Airflow API server (the plugin): on a control deployment, also
+        serve the archiving routes and mirror ``mc_exec_*`` connections into the archiving registry.
     """
     state = ApiState(settings, dsn=dsn)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        state.close()
+        poller = None
+        if in_airflow and state.settings.runs_control:
+            poller = asyncio.create_task(poll_registry(state.settings.registry_poll_seconds))
+        try:
+            yield
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+            state.close()
 
     app = FastAPI(
         title="Message Center intake API",
@@ -49,6 +65,8 @@ def create_app(settings: Settings | None = None, *, dsn: str | None = None) -> F
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
     api.include_router(events.router)
     api.include_router(health.router)
+    if in_airflow:
+        api.include_router(archiving.router)
     app.include_router(api)
 
     @app.exception_handler(ConfigError)

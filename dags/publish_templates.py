@@ -1,0 +1,49 @@
+"""
+### Publish message templates (`publishTemplates`)
+
+Copies the latest version of every master template of the control instance (`mc.template`, loaded
+with `python -m messagecenter templates load FILE --conn mc_control`) to **every** registered
+execution instance (`publish_templates`, mapped over them): the execution instances then route new
+events to the new versions. One unreachable instance fails its own task only; a rerun is harmless.
+
+Runs every 5 minutes, on a manual trigger, and whenever an event of the asset
+`messagecenter://control/templates` is created (e.g. `POST /api/v2/assets/events` after a
+`templates load`, or by a task of your own that produces it).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import dag, task
+from airflow.timetables.assets import AssetOrTimeSchedule
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from messagecenter.dags import TEMPLATES_ASSET, control_dag_args, runs_control
+from messagecenter.operators import PublishTemplatesOperator
+
+
+@dag(
+    **control_dag_args(
+        "publishTemplates",
+        "Publish message templates",
+        schedule=AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable("*/5 * * * *", timezone="UTC"), assets=[TEMPLATES_ASSET]
+        ),
+        doc_md=__doc__,
+        run_timeout=timedelta(minutes=30),
+    )
+)
+def publish_templates() -> None:
+    @task
+    def list_execution_instances() -> list[str]:
+        from messagecenter.registry import archiving_instances
+
+        return archiving_instances()
+
+    instances = list_execution_instances()
+    PublishTemplatesOperator.partial(task_id="publish_templates").expand(instance=instances)
+
+
+if runs_control():
+    publish_templates()

@@ -1,0 +1,49 @@
+"""``/api/v1/archiving``: the seed's "Create the archiving workflow" action, for the UI (control).
+
+Only mounted inside the Airflow API server (the plugin), where the metadata DB may be used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, HTTPException, status
+
+from messagecenter import registry
+from messagecenter.config import EXEC_CONN_PREFIX
+from messagecenter.exceptions import ConfigError
+from messagecenter.models import ArchivingWorkflow
+
+router = APIRouter(prefix="/archiving", tags=["archiving"])
+
+
+def _register(instance: str) -> str:
+    from airflow.utils.session import create_session
+
+    with create_session(scoped=False) as session:
+        return registry.register_instance(session, instance)
+
+
+@router.get("", summary="The execution instances archived, with their archiving DAG")
+async def list_archiving_workflows() -> list[ArchivingWorkflow]:
+    instances = await asyncio.to_thread(registry.archiving_instances)
+    return [_workflow(name) for name in instances]
+
+
+@router.post(
+    "/{instance}",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create the archiving workflow of execution instance <instance> (connection mc_exec_<instance>)",
+)
+async def create_archiving_workflow(instance: str) -> ArchivingWorkflow:
+    try:
+        await asyncio.to_thread(_register, instance)
+    except ConfigError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    return _workflow(instance)
+
+
+def _workflow(instance: str) -> ArchivingWorkflow:
+    return ArchivingWorkflow(
+        instance=instance, connection=EXEC_CONN_PREFIX + instance, dag_id=registry.archiving_dag_id(instance)
+    )

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench lock clean
+.PHONY: demo demo-check test lint bench lock clean
 
 $(STAMP): requirements.txt requirements-test.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,8 +12,11 @@ $(STAMP): requirements.txt requirements-test.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-test.txt
 	touch $(STAMP)
 
-demo: $(STAMP)  ## embedded PostgreSQL + Message Center (see README)
+demo: $(STAMP)  ## embedded PostgreSQL + Airflow + Message Center, data in .demo/ (see README)
 	PYTHONPATH=plugins $(BIN)/python -m messagecenter.demo
+
+demo-check: $(STAMP)  ## the demo headless in a fresh directory: push events, wait until Sent, stop
+	PYTHONPATH=plugins $(BIN)/python -m messagecenter.demo --check
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,93 +1,388 @@
-"""``make demo``: Message Center on an embedded PostgreSQL, no Docker needed.
+"""``make demo``: the whole of Message Center on one machine, with only Python needed.
 
-At this stage the demo runs the execution database and the intake API (the Airflow workflows join it
-as they land). Data is kept in ``.demo/`` so a second run reuses it; Ctrl-C stops everything.
-``MC_DSN`` points the demo at an existing PostgreSQL instead of the embedded one.
+Starts an embedded PostgreSQL (``pgserver``, data in ``.demo/pgdata``), or uses the existing server
+``MC_DSN`` names, where the demo creates its databases: the Airflow metadata database and the Message
+Center database (minimal architecture: the execution and control schemas in one database). Loads the
+example templates, starts Airflow (API server with the intake API under ``/messagecenter``,
+scheduler, DAG processor; LocalExecutor), a local SMTP server and a fake SMS/push provider, turns the
+execution workflows on and pushes a few sample events. Ctrl-C stops everything it started; a second
+run reuses ``.demo/``.
+
+``make demo-check`` (``--check``) runs the same stack headless in a fresh directory, pushes real-time
+and batch events, waits until they are Sent, checks the mail landed, and exits non-zero otherwise.
+
+Ports (override by environment): ``MC_DEMO_PORT`` Airflow (8080), ``MC_DEMO_SMTP_PORT`` SMTP (8025),
+``MC_DEMO_SINK_PORT`` SMS/push provider (8026). The check picks free ports unless they are set.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import os
 import secrets
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
+import httpx
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from messagecenter import schema
 from messagecenter.config import load_settings
+from messagecenter.sinks import MailSink, ProviderSink
+from messagecenter.stack import EXECUTION_DAGS, REPO, AirflowConfig, Stack, StackError, postgres_connection
 
 log = logging.getLogger("messagecenter.demo")
-DEMO_DIR = Path(os.environ.get("MC_DEMO_DIR", ".demo")).resolve()
-DEMO_DB = "messagecenter"
-SAMPLE_EVENT = '{"type":"OTP","channel":"sms","mobile_phone":"+33612345678","ctx":{"code":"4711"}}'
+
+MC_DB = "messagecenter"  # execution and control schemas (minimal architecture)
+AIRFLOW_DB = "messagecenter_airflow"  # Airflow metadata
+EXAMPLE_TEMPLATES = REPO / "include" / "templates" / "example.yaml"
+SENT = 2
+PUBLISH_DAG = "publishTemplates"
+ARCHIVING_DAG = "mcArchiving_local"  # from the mc_exec_local connection
+CHECK_TIMEOUT = float(os.environ.get("MC_DEMO_CHECK_TIMEOUT", "240"))
+
+SAMPLE_EVENTS: dict[str, list[dict[str, Any]]] = {
+    "rt": [
+        {
+            "type": "ORDER_CONFIRMATION",
+            "email": "ann@example.com",
+            "language": "en",
+            "ctx": {"firstName": "Ann", "orderId": "1234"},
+        },
+        {"type": "OTP", "channel": "sms", "mobile_phone": "+33612345678", "ctx": {"code": "4711"}},
+    ],
+    "batch": [
+        {
+            "type": "PASSWORD_RESET",
+            "email": "bob@example.com",
+            "ctx": {"firstName": "Bob", "resetUrl": "https://shop.example.com/reset/abc"},
+        },
+        {
+            "type": "ORDER_SHIPPED",
+            "channel": "android",
+            "push_token": "demo-device-1",
+            "ctx": {"orderId": "1234"},
+        },
+    ],
+}
 
 
-def start_postgres() -> tuple[str, object | None]:
-    """DSN of the demo database, and the embedded server handle (None when ``MC_DSN`` is used)."""
+class Stop(Exception):
+    """SIGTERM received: unwind like Ctrl-C so every process gets stopped."""
+
+
+@dataclass(frozen=True)
+class Databases:
+    mc_dsn: str  # execution + control schemas
+    airflow_dsn: str  # Airflow metadata
+
+
+def _dsn_for(admin_dsn: str, dbname: str) -> str:
+    params = conninfo_to_dict(admin_dsn)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+@contextmanager
+def postgres(demo_dir: Path) -> Iterator[str]:
+    """Admin DSN of the demo's PostgreSQL: ``MC_DSN`` if set, else an embedded server on
+    ``<demo_dir>/pgdata`` (stopped on exit)."""
     if os.environ.get("MC_DSN"):
-        return os.environ["MC_DSN"], None
+        yield os.environ["MC_DSN"]
+        return
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")  # pgserver's lock dir falls back to /tmp
     import pgserver
 
-    DEMO_DIR.mkdir(exist_ok=True)
-    server = pgserver.get_server(DEMO_DIR / "pgdata", cleanup_mode="stop")
-    admin = server.get_uri()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DEMO_DB,)).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DB)))
-    params = conninfo_to_dict(admin)
-    params["dbname"] = DEMO_DB
-    return make_conninfo(**params), server
+    log.info("starting the embedded PostgreSQL in %s", demo_dir / "pgdata")
+    server = pgserver.get_server(demo_dir / "pgdata", cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        log.info("stopping the embedded PostgreSQL")
+        server.cleanup()
 
 
-def api_token() -> str:
-    """The demo's API token: ``MC_API_TOKENS`` if set, else one generated once and kept in ``.demo/``."""
-    configured = load_settings().api_tokens
-    if configured:
-        return configured[0]
-    DEMO_DIR.mkdir(exist_ok=True)
-    path = DEMO_DIR / "api-token"
+def create_databases(admin_dsn: str, *, fresh: bool = False) -> Databases:
+    """Create the demo's databases when missing and bring the Message Center schemas up to date.
+
+    ``fresh`` (the check on an existing server, ``MC_DSN``): databases of their own, recreated
+    empty, so a check never depends on what an earlier run left.
+    """
+    names = (f"{MC_DB}_check", f"{AIRFLOW_DB}_check") if fresh else (MC_DB, AIRFLOW_DB)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        for name in names:
+            if fresh:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                log.info("created database %s", name)
+    dbs = Databases(mc_dsn=_dsn_for(admin_dsn, names[0]), airflow_dsn=_dsn_for(admin_dsn, names[1]))
+    with psycopg.connect(dbs.mc_dsn) as conn:
+        for component in schema.COMPONENTS:
+            applied = schema.upgrade(conn, component)
+            if applied:
+                log.info("schema %s: applied versions %s", component, applied)
+    return dbs
+
+
+def load_example_templates(mc_dsn: str) -> None:
+    """Load the example templates as control's master templates (a new version only where the file
+    changed); ``publishTemplates`` then publishes them to the execution instance."""
+    from messagecenter.templates import CONTROL_TABLE, load_template_file, publish_templates
+
+    with psycopg.connect(mc_dsn) as conn:
+        published = publish_templates(conn, load_template_file(EXAMPLE_TEMPLATES), table=CONTROL_TABLE)
+    log.info(
+        "master templates from %s: %d new version(s)",
+        EXAMPLE_TEMPLATES.name,
+        sum(p.created for p in published),
+    )
+
+
+def publish_on_execution(stack: Stack) -> None:
+    """Run ``publishTemplates`` now (it also runs every 5 minutes) so the first events find their
+    templates, and check the archiving DAG of the registered instance started by itself."""
+    stack.wait_for_run(PUBLISH_DAG, stack.trigger(PUBLISH_DAG))
+    log.info("templates published on the execution instance by %s", PUBLISH_DAG)
+    if stack.is_paused(ARCHIVING_DAG):
+        raise StackError(f"{ARCHIVING_DAG} should run from its creation but is paused")
+
+
+def _secret_file(path: Path, make: Any = lambda: secrets.token_urlsafe(24)) -> str:
+    """A secret generated once and kept (mode 0600) in ``path``; read back on later runs."""
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(24))
-        path.chmod(0o600)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(0o600)
+        path.write_text(make())
+    path.chmod(0o600)
     return path.read_text().strip()
 
 
-def main() -> None:
-    import uvicorn
+def api_token(demo_dir: Path) -> str:
+    """The intake API token: ``MC_API_TOKENS`` if set, else one generated once into ``api-token``."""
+    configured = load_settings().api_tokens
+    return configured[0] if configured else _secret_file(demo_dir / "api-token")
 
-    from messagecenter.api import create_app
 
+def _port(name: str, default: int, check: bool) -> int:
+    """Port from ``name`` if set; else ``default`` for the demo, a free one for the check. Refused
+    up front when taken, with the variable to set, rather than as a component's crash later."""
+    if os.environ.get(name):
+        port = int(os.environ[name])
+    elif check:
+        port = 0
+    else:
+        port = default
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is fine
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise StackError(f"port {port} is taken ({exc.strerror}): set {name} to a free port") from None
+        return int(sock.getsockname()[1])
+
+
+def connections_env(dbs: Databases, mail: MailSink, provider: ProviderSink) -> dict[str, str]:
+    """The ``AIRFLOW_CONN_*`` variables every component gets (one database plays both roles)."""
+    conns = {
+        "mc_execution": postgres_connection(dbs.mc_dsn),
+        "mc_control": postgres_connection(dbs.mc_dsn),
+        "mc_exec_local": postgres_connection(dbs.mc_dsn, instance_id=1),
+        "mc_smtp": mail.connection(),
+        "mc_sms": provider.connection("sms"),
+        "mc_push": provider.connection("push"),
+    }
+    return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(conn) for cid, conn in conns.items()}
+
+
+class IntakeClient:
+    """The intake API as mounted in the Airflow API server."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base = base
+        self.client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                answer = self.client.get("/health")
+                if answer.status_code == 200:
+                    return
+                problem = f"{answer.status_code} {answer.text[:300]}"
+            except httpx.HTTPError as exc:
+                problem = repr(exc)
+            if time.monotonic() > deadline:
+                raise StackError(f"intake API {self.base} not ready after {timeout:.0f} s: {problem}")
+            time.sleep(1)
+
+    def push(self, queue: str, events: list[dict[str, Any]]) -> list[int]:
+        answer = self.client.post(f"/events/{queue}", json={"events": events})
+        if answer.status_code != 201:
+            raise StackError(f"push to {queue} refused: {answer.status_code} {answer.text[:500]}")
+        return [int(i) for i in answer.json()["ids"]]
+
+    def status(self, queue: str, event_id: int) -> tuple[int, str]:
+        answer = self.client.get(f"/events/{queue}/{event_id}")
+        answer.raise_for_status()
+        event = answer.json()
+        return int(event["status"]), str(event["status_name"])
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Stop
+
+
+def run(demo_dir: Path, *, check: bool) -> int:
+    """Start everything, then either wait for Ctrl-C (demo) or run the end-to-end check."""
+    started = time.monotonic()
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    port = _port("MC_DEMO_PORT", 8080, check)
+    smtp_port = _port("MC_DEMO_SMTP_PORT", 8025, check)
+    sink_port = _port("MC_DEMO_SINK_PORT", 8026, check)
+    with ExitStack() as resources:
+        admin_dsn = resources.enter_context(postgres(demo_dir))
+        dbs = create_databases(admin_dsn, fresh=check and bool(os.environ.get("MC_DSN")))
+        load_example_templates(dbs.mc_dsn)
+        token = api_token(demo_dir)
+        mail = resources.enter_context(MailSink(demo_dir / "mail", smtp_port))
+        provider = resources.enter_context(ProviderSink(demo_dir, sink_port))
+        config = AirflowConfig(
+            home=demo_dir / "airflow",
+            metadata_dsn=dbs.airflow_dsn,
+            port=port,
+            jwt_secret=_secret_file(demo_dir / "jwt-secret", lambda: secrets.token_urlsafe(32)),
+            admin_password=_secret_file(demo_dir / "admin-password", lambda: secrets.token_urlsafe(12)),
+            extra={**connections_env(dbs, mail, provider), "MC_API_TOKENS": token, "MC_INSTANCE_ID": "1"},
+        )
+        config.write_passwords_file()
+        stack = resources.enter_context(Stack(config, demo_dir / "logs"))
+        log.info("creating / upgrading the Airflow metadata database")
+        stack.migrate()
+        stack.start_airflow()
+        stack.wait_healthy()
+        stack.wait_for_dags([*EXECUTION_DAGS, PUBLISH_DAG, ARCHIVING_DAG])
+        publish_on_execution(stack)
+        stack.unpause(EXECUTION_DAGS)
+        intake = IntakeClient(f"{config.base_url}/messagecenter/api/v1", token)
+        intake.wait_ready()
+        pushed = {queue: intake.push(queue, events) for queue, events in SAMPLE_EVENTS.items()}
+        log.info("pushed sample events: %s (ready after %.0f s)", pushed, time.monotonic() - started)
+        if check:
+            return check_delivery(stack, intake, pushed, demo_dir, started)
+        _banner(config, intake.base, token, demo_dir, dbs)
+        while True:
+            stack.check_alive()
+            time.sleep(2)
+
+
+def check_delivery(
+    stack: Stack, intake: IntakeClient, pushed: dict[str, list[int]], demo_dir: Path, started: float
+) -> int:
+    """Wait until every pushed event is Sent and the messages reached the sinks; 0 when they did."""
+    pushed_at = time.monotonic()
+    deadline = pushed_at + CHECK_TIMEOUT
+    statuses: dict[tuple[str, int], tuple[int, str]] = {}
+    while time.monotonic() < deadline:
+        stack.check_alive()
+        statuses = {(q, i): intake.status(q, i) for q, ids in pushed.items() for i in ids}
+        if all(code == SENT for code, _ in statuses.values()):
+            break
+        time.sleep(2)
+    waited = time.monotonic() - pushed_at
+    for (queue, event_id), (code, name) in statuses.items():
+        log.info("%-5s event %d: status %d (%s)", queue, event_id, code, name)
+    problems = [
+        f"{q} event {i} is {name} ({code})" for (q, i), (code, name) in statuses.items() if code != SENT
+    ]
+    mails = sorted((demo_dir / "mail").glob("*.eml"))
+    wanted_mails = _sample_count("email")
+    if len(mails) < wanted_mails:
+        problems.append(f"{len(mails)} mail file(s) in {demo_dir / 'mail'}, expected {wanted_mails}")
+    for name, wanted in (("sms", "sms"), ("push", "android")):
+        expected = _sample_count(wanted)
+        path = demo_dir / f"{name}.log"
+        got = len(path.read_text().splitlines()) if path.exists() else 0
+        if got < expected:
+            problems.append(f"{got} line(s) in {path}, expected {expected}")
+    total = time.monotonic() - started
+    if problems:
+        log.error("demo check FAILED after %.0f s (waited %.0f s for delivery): %s", total, waited, problems)
+        return 1
+    log.info("mail files: %s", ", ".join(p.name for p in mails))
+    log.info("demo check OK: all events Sent %.0f s after the push; wall time %.0f s", waited, total)
+    return 0
+
+
+def _sample_count(channel: str) -> int:
+    return sum(1 for events in SAMPLE_EVENTS.values() for e in events if e.get("channel", "email") == channel)
+
+
+def _banner(config: AirflowConfig, api: str, token: str, demo_dir: Path, dbs: Databases) -> None:
+    sample = json.dumps(SAMPLE_EVENTS["rt"][0])
+    print(  # noqa: T201  (the one thing the user reads)
+        f"""
+Message Center demo is running (the execution workflows are on; sample events were pushed)
+  Airflow UI:   {config.base_url}   login: admin / {config.admin_password}
+  Intake API:   {api}   (OpenAPI: {config.base_url}/messagecenter/docs)
+  API token:    {token}
+  Push:         curl -s -X POST {api}/events/rt -H 'Authorization: Bearer {token}' \\
+                  -H 'Content-Type: application/json' -d '{sample}'
+  Read:         curl -s {api}/events/rt/<id> -H 'Authorization: Bearer {token}'
+  Mail:         {demo_dir / "mail"}/<n>.eml    SMS / push: {demo_dir / "sms.log"}, {demo_dir / "push.log"}
+  Database:     {dbs.mc_dsn}
+  Logs:         {demo_dir / "logs"} (components), {config.home / "logs"} (tasks)
+  Stop:         Ctrl-C
+""",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m messagecenter.demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="headless end-to-end check (make demo-check)")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    dsn, server = start_postgres()
-    with psycopg.connect(dsn) as conn:
-        for component in schema.COMPONENTS:
-            schema.upgrade(conn, component)
-    token = api_token()
-    port = int(os.environ.get("MC_DEMO_API_PORT", "8090"))
-    settings = load_settings({**os.environ, "MC_API_TOKENS": token})
-    base = f"http://127.0.0.1:{port}/api/v1"
-    banner = f"""
-Message Center demo (execution database + intake API; Airflow workflows come with the next issues)
-  API:        {base}   (OpenAPI: http://127.0.0.1:{port}/docs)
-  API token:  {token}
-  Database:   {dsn}
-  Push:       curl -s -X POST {base}/events/rt -H 'Authorization: Bearer {token}' \\
-                -H 'Content-Type: application/json' \\
-                -d '{SAMPLE_EVENT}'
-  Read:       curl -s {base}/events/rt/<id> -H 'Authorization: Bearer {token}'
-  Stop:       Ctrl-C
-"""
-    log.info("%s", banner)
+    for noisy in ("httpx", "pgserver", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    # Ctrl-C must stop the demo even when started from a shell that ignores SIGINT for background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    fresh = args.check and not os.environ.get("MC_DEMO_DIR")
+    if fresh:
+        demo_dir = Path(tempfile.mkdtemp(prefix="mc-demo-check-"))
+    else:
+        demo_dir = Path(os.environ.get("MC_DEMO_DIR", ".demo")).resolve()
+    code = 1
     try:
-        uvicorn.run(create_app(settings, dsn=dsn), host="127.0.0.1", port=port, log_level="info")
+        code = run(demo_dir, check=args.check)
+    except (KeyboardInterrupt, Stop):
+        log.info("stopped")
+        code = 0 if not args.check else 130
+    except StackError as exc:
+        log.error("%s", exc)
     finally:
-        if server is not None:
-            server.cleanup()  # type: ignore[attr-defined]
+        if fresh and code == 0:
+            shutil.rmtree(demo_dir, ignore_errors=True)
+        elif fresh:
+            log.error("kept the check's directory for inspection: %s", demo_dir)
+    return code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Local message sinks for the demo: an SMTP server that keeps each mail as a ``.eml`` file, and an
+HTTP server that plays the SMS and push providers and appends each JSON body it receives to a log.
+
+They run in threads of the demo process (so they stop with it) and stand in for real providers
+through the same Airflow connections a deployment would use (``mc_smtp``, ``mc_sms``, ``mc_push``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SENDER = "messagecenter@example.com"
+
+
+class _MailWriter:
+    """aiosmtpd handler: each accepted message becomes ``<directory>/<n>.eml`` (numbering goes on
+    from the files already there, so a second demo run keeps the first run's mail)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        numbers = [int(p.stem) for p in directory.glob("*.eml") if p.stem.isdigit()]
+        self._numbers = itertools.count(max(numbers, default=0) + 1)
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self._lock:
+            number = next(self._numbers)
+        path = self.directory / f"{number}.eml"
+        partial = path.with_suffix(".eml.part")  # renamed when complete: a reader never sees half a mail
+        partial.write_bytes(envelope.original_content or envelope.content)
+        partial.rename(path)
+        log.info("mail to %s -> %s", ", ".join(envelope.rcpt_tos), path)
+        return "250 OK"
+
+
+class MailSink:
+    """An SMTP server on ``127.0.0.1:port`` writing every mail it accepts to ``directory``.
+
+    :param directory: where ``<n>.eml`` files go.
+    :param port: listening port (0: a free one).
+    """
+
+    def __init__(self, directory: Path, port: int = 0) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.directory = directory
+        self.controller = Controller(
+            _MailWriter(directory), hostname="127.0.0.1", port=port or _free_port(), ready_timeout=10
+        )
+
+    def __enter__(self) -> MailSink:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.controller.stop()
+
+    @property
+    def port(self) -> int:
+        return int(self.controller.port)
+
+    def connection(self) -> dict[str, Any]:
+        """The ``mc_smtp`` connection (JSON form) that sends here."""
+        return {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": self.port,
+            "extra": {"from_email": SENDER, "disable_ssl": True, "disable_tls": True, "timeout": 10},
+        }
+
+
+class _ProviderHandler(BaseHTTPRequestHandler):
+    server: ProviderSink
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        name = self.path.strip("/").split("/")[0]
+        if name not in self.server.logs:
+            self._answer(404, {"error": f"unknown endpoint {self.path}"})
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self._answer(400, {"error": "body is not JSON"})
+            return
+        self.server.record(name, body)
+        self._answer(200, {"id": f"{name}-{next(self.server.ids)}"})
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # record() logs what matters
+
+
+class ProviderSink(ThreadingHTTPServer):
+    """A fake SMS / push provider on ``127.0.0.1:port``: ``POST /sms`` and ``POST /push`` append the
+    JSON body as one line to ``<directory>/sms.log`` / ``push.log`` and answer ``200 {"id": ...}``.
+
+    Use as a context manager; ``connection(name)`` is the ``mc_sms`` / ``mc_push`` connection.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, directory: Path, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _ProviderHandler)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.logs = {"sms": directory / "sms.log", "push": directory / "push.log"}
+        self.ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+
+    def __enter__(self) -> ProviderSink:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def record(self, name: str, body: Any) -> None:
+        with self._lock, self.logs[name].open("a") as out:
+            out.write(json.dumps(body) + "\n")
+        log.info("%s -> %s", name, self.logs[name])
+
+    def connection(self, name: str) -> dict[str, Any]:
+        """The HTTP connection (JSON form) of endpoint ``name`` (``sms`` or ``push``)."""
+        return {
+            "conn_type": "http",
+            "host": "127.0.0.1",
+            "port": self.port,
+            "extra": {"endpoint": f"/{name}"},
+        }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

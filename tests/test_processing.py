@@ -312,7 +312,7 @@ def test_claimed_events_come_back_after_the_lease(conn: psycopg.Connection, smtp
 def test_status_copy_skips_nothing_committed_late(conn: psycopg.Connection, db_dsn: str) -> None:
     """A delivery log whose transaction commits after a status run has moved on is still copied."""
     a, b = push(conn, "batch", ORDER, ORDER)
-    conn.execute("UPDATE mc.batch_event SET status = 1, next_try = 'infinity'")
+    conn.execute("UPDATE mc.batch_event SET status = 1, next_try = now() + interval '5 minutes'")
     with psycopg.connect(db_dsn) as late:
         late.execute(
             "INSERT INTO mc.delivery_log (event_id, queue, status, channel) VALUES (%s, 'batch', 2, 0)", (a,)
@@ -329,3 +329,18 @@ def test_status_copy_skips_nothing_committed_late(conn: psycopg.Connection, db_d
 def test_backoff_doubles_and_is_capped() -> None:
     assert [processing.backoff(n, 60) for n in (1, 2, 3)] == [60, 120, 240]
     assert processing.backoff(30, 60) == 3600
+
+
+def test_a_second_final_log_for_an_event_is_dropped_not_an_error(conn: psycopg.Connection) -> None:
+    """Two workers that both delivered an event (a lease ran out mid-send) write one final log."""
+    a, b = push(conn, "batch", ORDER, ORDER)
+
+    def row(event_id: int, status: int, error: str | None) -> tuple[Any, ...]:
+        return (event_id, "batch", status, 0, "ann@example.com", None, None, None, None, error, 1)
+
+    with conn.transaction():
+        processing._insert_logs(conn, [row(a, 2, None)])  # the fast path: COPY
+    with conn.transaction():
+        processing._insert_logs(conn, [row(a, 4, "late duplicate"), row(b, 2, None)])  # the fallback
+    logs = conn.execute("SELECT event_id, status, error FROM mc.delivery_log ORDER BY event_id").fetchall()
+    assert logs == [(a, 2, None), (b, 2, None)]

@@ -165,7 +165,7 @@ def get_event(conn: psycopg.Connection[Any], queue: Queue, event_id: int) -> dic
     query = sql.SQL(
         "SELECT id, event_type AS type, channel, status, email, mobile_phone, push_token, external_id,"
         " language, country, origin, ctx, created, scheduled, template_id, template_version, errors,"
-        " nullif(next_try, 'infinity') AS next_try, processed, last_modified FROM {} WHERE id = %s"
+        " next_try, processed, last_modified FROM {} WHERE id = %s"
     ).format(event_table(queue))
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(query, (event_id,)).fetchone()

@@ -546,6 +546,7 @@ class Renderer:
             raise ValueError("cache_size must be at least 1")
         self.text_env = make_environment(autoescape=False)
         self.html_env = make_environment(autoescape=True)
+        self._globals = dict(self.text_env.globals)
         self._maxsize = cache_size
         self._cache: OrderedDict[tuple[int, int, str, str], jinja2.Template] = OrderedDict()
         self._lock = threading.Lock()
@@ -559,7 +560,10 @@ class Renderer:
 
         :raises RenderError: naming the field, e.g. ``text: 'code' is undefined``.
         """
-        variables = {"event": event, "ctx": ctx}
+        # The environment's globals (range, dict, namespace...) go in with the variables, so each
+        # part renders in a "shared" context: Jinja then skips merging them into a new dict per
+        # render, which was a third of the rendering time.
+        variables = {**self._globals, "event": event, "ctx": ctx}
         subject = self._render(template, "subject", template.subject, variables, html=False)
         if subject is not None:
             subject = _NEWLINES_RE.sub(" ", subject)  # a header / push title: one line, no injection
@@ -605,7 +609,8 @@ class Renderer:
             return None
         compiled = self._compiled(template, where, source, html=html)
         try:
-            return compiled.render(variables).strip()
+            context = compiled.new_context(variables, shared=True)
+            return compiled.environment.concat(compiled.root_render_func(context)).strip()  # type: ignore[attr-defined]
         except jinja2.TemplateError as exc:  # UndefinedError, SecurityError...
             raise RenderError(f"{where}: {exc}") from exc
         except Exception as exc:  # a template is code: whatever it raises fails this event only

@@ -26,8 +26,9 @@ FROM claimed GROUP BY event_type, channel;
 -- (event type, channel) groups with linked events due for a (re)try: retries after a transient
 -- error, or events whose earlier delivery task died.
 SELECT event_type, channel, count(*) AS n
-FROM {events}
+FROM {events} AS e
 WHERE status = 1 AND next_try <= now()
+  AND NOT EXISTS (SELECT 1 FROM mc.delivery_log AS l WHERE l.event_id = e.id)
 GROUP BY event_type, channel;
 
 -- name: latest_template
@@ -60,6 +61,9 @@ WITH candidate AS (
     WHERE status = 1 AND next_try <= now()
       AND event_type = %(event_type)s AND channel = %(channel)s
       AND id BETWEEN %(min_id)s AND %(max_id)s
+      -- Delivered already (final log written), waiting for its status copy. Cheaper than marking
+      -- each delivered event: that second row update per event cost a fifth of the delivery time.
+      AND NOT EXISTS (SELECT 1 FROM mc.delivery_log AS l WHERE l.event_id = {events}.id)
     ORDER BY next_try, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -82,13 +86,6 @@ SELECT * FROM unnest(
     %(address)s::text[], %(template_id)s::bigint[], %(template_version)s::integer[],
     %(message_id)s::text[], %(provider_answer)s::text[], %(error)s::text[], %(tries)s::integer[])
 ON CONFLICT (event_id) DO NOTHING;
-
--- name: mark_delivered
--- The final log is written: no more tries; updateEventsStatus copies the status.
-UPDATE {events}
-SET next_try = 'infinity', errors = v.errors, last_modified = now()
-FROM unnest(%(id)s::bigint[], %(errors)s::integer[]) AS v(id, errors)
-WHERE {events}.id = v.id AND status = 1;
 
 -- name: schedule_retries
 -- Transient errors: count them and come back after the backoff.
@@ -122,17 +119,19 @@ ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, updated_at = excluded.upd
 -- 1 -> 2 / 3 / 4: copy the final status of every delivery log visible now and written by a
 -- transaction at or past the watermark. Logs of transactions still running are picked up by a
 -- later run (the next watermark is at most their id); re-reading a log is harmless (status = 1).
+-- errors: the failed send attempts (tries counts every attempt, the successful one included).
 UPDATE {events} AS e
-SET status = l.status, next_try = NULL, processed = l.created, last_modified = now()
+SET status = l.status, errors = l.tries - (l.status = 2)::int, next_try = NULL, processed = l.created,
+    last_modified = now()
 FROM mc.delivery_log AS l
 WHERE l.txid >= %(low)s AND l.queue = %(queue)s
   AND e.id = l.event_id AND e.status = 1;
 
 -- name: expire_events
 -- 0 / 1 -> 6: not delivered within the queue's validity (counted from `scheduled` when set).
--- Events whose final log is written (next_try = infinity) wait for their status copy instead.
-UPDATE {events}
+-- Events whose final log is written wait for their status copy instead.
+UPDATE {events} AS e
 SET status = 6, next_try = NULL, processed = now(), last_modified = now()
 WHERE status IN (0, 1)
   AND coalesce(scheduled, created) < now() - make_interval(secs => %(validity)s)
-  AND (next_try IS NULL OR next_try <> 'infinity');
+  AND NOT EXISTS (SELECT 1 FROM mc.delivery_log AS l WHERE l.event_id = e.id);

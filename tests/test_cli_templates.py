@@ -5,14 +5,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": "plugins", "MC_LOG_LEVEL": "WARNING"}
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": "plugins", "MC_LOG_LEVEL": "WARNING", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "messagecenter", *args],
         cwd=REPO,
@@ -81,3 +82,27 @@ def test_templates_load_broken_file_exits_2_and_writes_nothing(
     assert done.stderr.startswith("error: ")
     assert "templates[1].channel: unknown channel 'fax'" in done.stderr
     assert conn.execute("SELECT count(*) FROM mc.published_template").fetchone()[0] == 0
+
+
+def test_templates_load_on_control_then_publish_on_an_execution_instance(make_db: Any) -> None:
+    from tests.conftest import airflow_uri
+
+    control, execution = make_db(), make_db()
+    loaded = run_cli(
+        "templates", "load", "include/templates/example.yaml", "--dsn", control, "--target", "control"
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout)["target"] == "control (mc.template)"
+    with psycopg.connect(execution) as conn:  # control's master templates do not route by themselves
+        assert conn.execute("SELECT count(*) FROM mc.published_template").fetchone()[0] == 0
+    env = {"AIRFLOW_CONN_MC_CONTROL": airflow_uri(control)}
+    published = run_cli("templates", "publish", "--dsn", execution, env=env)
+    assert published.returncode == 0, published.stderr
+    assert published.stdout.startswith("5 new template version(s) published")
+    assert run_cli("templates", "publish", "--dsn", execution, env=env).stdout.startswith("0 new")
+    with psycopg.connect(control) as c, psycopg.connect(execution) as e:
+        query = "SELECT template_id, version, content_hash FROM mc.{} ORDER BY 1"
+        assert (
+            c.execute(query.format("template")).fetchall()
+            == e.execute(query.format("published_template")).fetchall()
+        )

@@ -117,6 +117,15 @@ def cmd_templates_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_templates_publish(args: argparse.Namespace) -> int:
+    control_hook = MessageCenterDbHook(args.control or get_settings().control_conn_id)
+    with control_hook.connect() as control, _hook(args).connect() as execution:
+        published = templates.publish_latest(control, execution)
+    created = sum(p.created for p in published)
+    print(f"{created} new template version(s) published, {len(published) - created} already there")
+    return 0
+
+
 def cmd_archiving_create(args: argparse.Namespace) -> int:
     from airflow.utils.session import create_session
 
@@ -188,6 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: control for mc_control, else execution)",
     )
     load.set_defaults(func=cmd_templates_load)
+
+    pub = tpl.add_parser(
+        "publish",
+        parents=[common],
+        help="publish control's latest template versions on one execution instance (what "
+        "publishTemplates does for every instance)",
+    )
+    pub.add_argument("--control", help="control connection id (default mc_control)")
+    pub.set_defaults(func=cmd_templates_publish)
 
     arc = sub.add_parser("archiving", help="archiving workflows of the execution instances (control)")
     arc_sub = arc.add_subparsers(dest="action", required=True)

@@ -27,6 +27,7 @@ test: lint  ## ruff, then pytest against a real PostgreSQL
 
 bench: $(STAMP)  ## benchmarks (not tests): ratios measured side by side
 	PYTHONPATH=plugins $(BIN)/python bench/intake.py
+	PYTHONPATH=plugins $(BIN)/python bench/pipeline.py
 	PYTHONPATH=plugins $(BIN)/python bench/archive.py
 
 lock:  ## re-pin requirements.txt from requirements.in in a clean venv

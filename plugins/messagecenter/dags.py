@@ -25,11 +25,17 @@ def execution_default_args() -> dict[str, Any]:
     }
 
 
-def execution_dag_args(
-    dag_id: str, display_name: str, *, schedule: str, doc_md: str | None, run_timeout: timedelta
+def _dag_args(
+    dag_id: str,
+    display_name: str,
+    *,
+    role: str,
+    paused: bool,
+    schedule: Any,
+    doc_md: str | None,
+    run_timeout: timedelta,
+    default_args: dict[str, Any],
 ) -> dict[str, Any]:
-    """Arguments every execution DAG shares: paused at creation (an operator starts the workflow by
-    turning it on), one run at a time, no catch-up, tagged ``messagecenter`` and ``execution``."""
     return {
         "dag_id": dag_id,
         "dag_display_name": display_name,
@@ -37,12 +43,29 @@ def execution_dag_args(
         "start_date": START_DATE,
         "catchup": False,
         "max_active_runs": 1,
-        "is_paused_upon_creation": True,
+        "is_paused_upon_creation": paused,
         "dagrun_timeout": run_timeout,
-        "default_args": execution_default_args(),
-        "tags": ["messagecenter", "execution"],
+        "default_args": default_args,
+        "tags": ["messagecenter", role],
         "doc_md": doc_md,
     }
+
+
+def execution_dag_args(
+    dag_id: str, display_name: str, *, schedule: str, doc_md: str | None, run_timeout: timedelta
+) -> dict[str, Any]:
+    """Arguments every execution DAG shares: paused at creation (an operator starts the workflow by
+    turning it on), one run at a time, no catch-up, tagged ``messagecenter`` and ``execution``."""
+    return _dag_args(
+        dag_id,
+        display_name,
+        role="execution",
+        paused=True,
+        schedule=schedule,
+        doc_md=doc_md,
+        run_timeout=run_timeout,
+        default_args=execution_default_args(),
+    )
 
 
 def control_dag_args(
@@ -50,19 +73,16 @@ def control_dag_args(
 ) -> dict[str, Any]:
     """Arguments every control DAG shares: running as soon as created (as in the seed: archiving
     starts by itself once an instance is registered), one run at a time, tagged ``control``."""
-    return {
-        "dag_id": dag_id,
-        "dag_display_name": display_name,
-        "schedule": schedule,
-        "start_date": START_DATE,
-        "catchup": False,
-        "max_active_runs": 1,
-        "is_paused_upon_creation": False,
-        "dagrun_timeout": run_timeout,
-        "default_args": {"owner": OWNER, "retries": 3, "retry_delay": timedelta(minutes=1)},
-        "tags": ["messagecenter", "control"],
-        "doc_md": doc_md,
-    }
+    return _dag_args(
+        dag_id,
+        display_name,
+        role="control",
+        paused=False,
+        schedule=schedule,
+        doc_md=doc_md,
+        run_timeout=run_timeout,
+        default_args={"owner": OWNER, "retries": 3, "retry_delay": timedelta(minutes=1)},
+    )
 
 
 def runs_execution() -> bool:

@@ -141,8 +141,8 @@ class ExpireEventsOperator(_ExecutionOperator):
 # --- Control workflows ---------------------------------------------------------------------------
 
 
-class ArchiveEventsOperator(BaseOperator):
-    """Copy one execution instance's events and delivery logs of the run's data interval to control.
+class _InstanceOperator(BaseOperator):
+    """Base of the control tasks that work on one execution instance and the control database.
 
     :param instance: the execution instance, i.e. connection ``mc_exec_<instance>``.
     :param control_conn_id: connection of the control database (default ``mc_control``).
@@ -156,11 +156,19 @@ class ArchiveEventsOperator(BaseOperator):
         self.instance = instance
         self.control_conn_id = control_conn_id or get_settings().control_conn_id
 
+    @property
+    def exec_conn_id(self) -> str:
+        return EXEC_CONN_PREFIX + self.instance
+
+
+class ArchiveEventsOperator(_InstanceOperator):
+    """Copy one execution instance's events and delivery logs of the run's data interval to control."""
+
     def execute(self, context: Context) -> dict[str, Any]:
         from messagecenter.archiving import archive_interval
         from messagecenter.db import instance_id_of
 
-        exec_conn_id = EXEC_CONN_PREFIX + self.instance
+        exec_conn_id = self.exec_conn_id
         settings = get_settings()
         start, end = context["data_interval_start"], context["data_interval_end"]
         if start is None or end is None:
@@ -185,26 +193,14 @@ class ArchiveEventsOperator(BaseOperator):
         }
 
 
-class PublishTemplatesOperator(BaseOperator):
-    """Publish control's latest template versions on one execution instance (mapped over instances).
-
-    :param instance: the execution instance, i.e. connection ``mc_exec_<instance>``.
-    :param control_conn_id: connection of the control database (default ``mc_control``).
-    """
-
-    template_fields: Sequence[str] = ("instance",)
-    ui_color = "#fef7e0"
-
-    def __init__(self, *, instance: str, control_conn_id: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.instance = instance
-        self.control_conn_id = control_conn_id or get_settings().control_conn_id
+class PublishTemplatesOperator(_InstanceOperator):
+    """Publish control's latest template versions on one execution instance (mapped over instances)."""
 
     def execute(self, context: Context) -> dict[str, int]:
         from messagecenter.templates import publish_latest
 
         with (
-            MessageCenterDbHook(EXEC_CONN_PREFIX + self.instance).connect() as exec_conn,
+            MessageCenterDbHook(self.exec_conn_id).connect() as exec_conn,
             MessageCenterDbHook(self.control_conn_id).connect() as control_conn,
         ):
             published = publish_latest(control_conn, exec_conn)

@@ -211,8 +211,12 @@ def test_undefined_connection_is_transient():
 
 @pytest.mark.parametrize(
     "message",
-    [email(subject="Hello\r\nBcc: victim@example.org"), email(address="not-an-address")],
-    ids=["header-injection", "no-at-sign"],
+    [
+        email(subject="Hello\r\nBcc: victim@example.org"),
+        email(address="jane@example.org\nBcc: victim@example.org"),
+        email(address="not-an-address"),
+    ],
+    ids=["header-injection", "address-injection", "no-at-sign"],
 )
 def test_unsendable_message_is_permanent_and_nothing_is_sent(smtp_server, message):
     recorder, _ = smtp_server()
@@ -224,3 +228,13 @@ def test_unsendable_message_is_permanent_and_nothing_is_sent(smtp_server, messag
     assert bad.error
     assert good.outcome is Outcome.SENT
     assert [r.mail["X-MC-Event-Id"] for r in recorder.received] == ["2"]
+
+
+def test_long_ascii_lines_are_encoded_and_arrive_intact(smtp_server):
+    recorder, _ = smtp_server()
+    html = "<p>" + "x" * 3000 + "</p>"
+    with SmtpTransport(CONN_ID) as transport:
+        assert transport.send(email(html=html, text=None)).outcome is Outcome.SENT
+    mail = recorder.received[0].mail
+    assert mail["Content-Transfer-Encoding"] == "base64"
+    assert mail.get_content().strip() == html

@@ -12,7 +12,10 @@ import contextlib
 import logging
 import smtplib
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import format_datetime, make_msgid, parseaddr
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -45,6 +48,15 @@ def _refused(code: int, reply: bytes | str, what: str) -> SendResult:
         error=truncate(f"SMTP {what}: {answer}"),
         extra={"smtp_code": code},
     )
+
+
+_MAX_LINE = 998  # RFC 5321: longer lines must be encoded
+
+
+def _text_part(body: str, subtype: str) -> MIMEText:
+    # ASCII bodies with short lines stay readable (7bit); others go as UTF-8 in base64.
+    plain = body.isascii() and max(map(len, body.splitlines()), default=0) <= _MAX_LINE
+    return MIMEText(body, subtype, "us-ascii" if plain else "utf-8")
 
 
 class SmtpTransport:
@@ -160,24 +172,36 @@ class SmtpTransport:
 
     # -- sending --------------------------------------------------------------------------------
 
-    def build_message(self, message: OutgoingMessage) -> EmailMessage:
-        """The MIME message for one event: text and HTML alternatives, with our tracing headers."""
+    def build_message(self, message: OutgoingMessage) -> Message:
+        """The MIME message for one event: text and HTML alternatives, with our tracing headers.
+
+        Built with the ``compat32`` MIME classes, about three times cheaper than ``EmailMessage``'s
+        header registry; so header injection is checked here (the renderer already flattens the
+        subject to one line, an address comes from the event as pushed).
+
+        :raises ValueError: a line break in the subject or the address.
+        """
         if self._from_email is None:
             raise ConfigError("SmtpTransport.build_message needs an open connection (use `with transport:`)")
-        mail = EmailMessage()
-        mail["Subject"] = message.subject or ""
+        for what, value in (("subject", message.subject), ("address", message.address)):
+            if value and ("\r" in value or "\n" in value):
+                raise ValueError(f"line break in the {what} (header injection)")
+        mail: Message
+        if message.text is not None and message.html is not None:
+            mail = MIMEMultipart(
+                "alternative", _subparts=[_text_part(message.text, "plain"), _text_part(message.html, "html")]
+            )
+        elif message.html is not None:
+            mail = _text_part(message.html, "html")
+        else:
+            mail = _text_part(message.text or "", "plain")
+        subject = message.subject or ""
+        mail["Subject"] = subject if subject.isascii() else Header(subject, "utf-8")  # type: ignore[assignment]
         mail["From"] = self._from_email
         mail["To"] = message.address
         mail["Date"] = format_datetime(datetime.now(UTC))
         mail["Message-ID"] = make_msgid(idstring=f"mc{message.event_id}", domain=self._msgid_domain)
         mail[EVENT_ID_HEADER] = str(message.event_id)
-        if message.text is not None and message.html is not None:
-            mail.set_content(message.text)
-            mail.add_alternative(message.html, subtype="html")  # makes it multipart/alternative
-        elif message.html is not None:
-            mail.set_content(message.html, subtype="html")
-        else:
-            mail.set_content(message.text or "")
         return mail
 
     def send(self, message: OutgoingMessage) -> SendResult:

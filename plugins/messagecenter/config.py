@@ -35,7 +35,8 @@ class ProcessingSettings:
     :param max_events_per_run: most events one split claims; the rest waits for the next run.
     :param deliver_chunk: events per delivery chunk, one SMTP connection and one log write each.
     :param parallelism: most shards per (event type, channel), i.e. mapped delivery tasks.
-    :param min_shard_size: a group smaller than ``parallelism`` times this gets fewer shards.
+    :param min_shard_size: a group smaller than ``parallelism`` times this gets fewer shards (so the
+        number of mapped tasks stops growing at a few thousand events per group).
     :param lease_seconds: a claimed event is claimable again after this (crash recovery).
     :param max_tries: delivery tries before an event is Failed (``MC_MAX_TRIES``).
     :param retry_backoff_seconds: first retry delay, doubled at each try, capped at one hour.
@@ -49,7 +50,7 @@ class ProcessingSettings:
     max_events_per_run: int = 200_000
     deliver_chunk: int = 500
     parallelism: int = 4
-    min_shard_size: int = 1_000
+    min_shard_size: int = 250
     lease_seconds: int = 300
     max_tries: int = 5
     retry_backoff_seconds: float = 60.0

@@ -415,3 +415,17 @@ def test_is_empty() -> None:
     assert out.is_empty("sms")
     with pytest.raises(ValueError, match="unknown channel"):
         out.is_empty("fax")
+
+
+def test_a_ctx_key_wins_over_a_dict_method_and_methods_stay_reachable() -> None:
+    ctx = {"items": ["a", "b"], "tags": {"x": 1}}
+    rendered = Renderer().render(
+        published(
+            "{{ ctx.items | join(',') }} {% for k, v in ctx.tags.items() %}{{ k }}={{ v }}{% endfor %}"
+        ),
+        event={},
+        ctx=ctx,
+    )
+    assert rendered.text == "a,b x=1"
+    with pytest.raises(RenderError, match="unsafe"):  # a key lookup never opens an attribute
+        Renderer().render(published("{{ ctx.__class__ }}"), event={}, ctx={"a": 1})

@@ -13,10 +13,10 @@ WITH candidate AS (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
+    -- By primary key: a join with the candidates made the planner hash the whole table per chunk.
     UPDATE {events} AS e
     SET batch_id = %(batch_id)s, next_try = now() + make_interval(secs => %(lease)s)
-    FROM candidate AS c
-    WHERE e.id = c.id
+    WHERE e.id = ANY (ARRAY(SELECT id FROM candidate))
     RETURNING e.id, e.event_type, e.channel
 )
 SELECT event_type, channel, count(*) AS n, min(id) AS min_id, max(id) AS max_id

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import psycopg
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
@@ -56,6 +57,11 @@ class ApiState:
                     log.warning("No API token configured (MC_API_TOKENS or connection %s)", API_CONN_ID)
             return self._tokens
 
+    @property
+    def loaded_tokens(self) -> tuple[str, ...] | None:
+        """The tokens if already loaded (no lookup, no lock: a tuple is replaced atomically)."""
+        return self._tokens
+
     def close(self) -> None:
         with self._lock:
             if self._pool is not None:
@@ -74,7 +80,11 @@ def _tokens_from_connection() -> tuple[str, ...]:
     return tuple(t.strip() for t in password.split(",") if t.strip())
 
 
-def get_state(request: Request) -> ApiState:
+# Dependencies that do not block are ``async``: FastAPI runs a sync one in a worker thread, and
+# those thread hops were most of a single push's latency.
+
+
+async def get_state(request: Request) -> ApiState:
     return request.app.state.mc
 
 
@@ -91,10 +101,13 @@ ConnDep = Annotated[psycopg.Connection[Any], Depends(get_conn)]
 _bearer = HTTPBearer(auto_error=False, description="A token from MC_API_TOKENS or the mc_api connection")
 
 
-def require_token(
+async def require_token(
     state: StateDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
     """Refuse the call unless it carries one of the configured bearer tokens."""
+    tokens = state.loaded_tokens
+    if tokens is None:  # first call: may read the mc_api connection, which can block
+        tokens = await run_in_threadpool(lambda: state.tokens)
     unauthorized = HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         detail="missing or invalid bearer token",
@@ -104,5 +117,5 @@ def require_token(
         raise unauthorized
     given = credentials.credentials.encode()
     # Compare against every token so the time taken does not reveal which one nearly matched.
-    if not any([secrets.compare_digest(given, t.encode()) for t in state.tokens]):
+    if not any([secrets.compare_digest(given, t.encode()) for t in tokens]):
         raise unauthorized

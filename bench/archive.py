@@ -43,15 +43,13 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins"))
 
+from databases import drop_databases, migrated_database  # noqa: E402
 from messagecenter import schema  # noqa: E402
 
-ADMIN_DSN = os.environ.get("MC_BENCH_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 EVENTS = int(os.environ.get("MC_BENCH_ARCHIVE_EVENTS", "500000"))
 REPEATS = max(1, int(os.environ.get("MC_BENCH_ARCHIVE_REPEATS", "1")))
 PREFIX = "mc_bench_archive_"
@@ -147,38 +145,12 @@ def check_archive(exec_dsn: str, control_dsn: str, end: datetime, what: str) -> 
 # --- databases -----------------------------------------------------------------------------------
 
 
-def dsn_for(name: str) -> str:
-    params = conninfo_to_dict(ADMIN_DSN)
-    params["dbname"] = name
-    return make_conninfo(**params)
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def fresh_database(name: str, component: schema.Component) -> str:
-    name = PREFIX + name
-    drop_database(name)
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = dsn_for(name)
-    with psycopg.connect(dsn) as conn:
-        schema.upgrade(conn, component)
-    return dsn
+    return migrated_database(PREFIX + name, component)
 
 
 def drop_bench_databases() -> None:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        names = [
-            r[0]
-            for r in admin.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s", (PREFIX.replace("_", r"\_") + "%",)
-            )
-        ]
-    for name in names:
-        drop_database(name)
+    drop_databases(PREFIX)
 
 
 def generate(exec_dsn: str, events: int) -> tuple[datetime, float]:

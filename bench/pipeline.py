@@ -50,7 +50,6 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,13 +59,13 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="mc-bench-airflow-
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
-from messagecenter import processing, schema, store  # noqa: E402
+from databases import drop_databases, migrated_database  # noqa: E402
+from messagecenter import processing, store  # noqa: E402
 from messagecenter.config import ProcessingSettings  # noqa: E402
 from messagecenter.delivery import NullTransport, OutgoingMessage, SmtpTransport  # noqa: E402
 from messagecenter.intake import EventIn, event_from_dict  # noqa: E402
 from messagecenter.templates import PublishedTemplate, Renderer, parse_templates, publish_templates  # noqa: E402
 
-ADMIN_DSN = os.environ.get("MC_BENCH_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 EVENTS = int(os.environ.get("MC_BENCH_PIPELINE_EVENTS", "200000"))
 WORKERS = int(os.environ.get("MC_BENCH_WORKERS", "2"))
 NAIVE_SAMPLE = int(os.environ.get("MC_BENCH_NAIVE_SAMPLE", "2000"))
@@ -150,40 +149,16 @@ def event_body(n: int) -> dict[str, Any]:
 # --- databases -----------------------------------------------------------------------------------
 
 
-def dsn_for(name: str) -> str:
-    params = conninfo_to_dict(ADMIN_DSN)
-    params["dbname"] = name
-    return make_conninfo(**params)
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def fresh_database(name: str) -> str:
     """A new migrated database ``mc_bench_pipeline_<name>`` with the templates published."""
-    name = PREFIX + name
-    drop_database(name)
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    dsn = dsn_for(name)
+    dsn = migrated_database(PREFIX + name, "execution")
     with psycopg.connect(dsn) as conn:
-        schema.upgrade(conn, "execution")
         publish_templates(conn, parse_templates(TEMPLATES))
     return dsn
 
 
 def drop_bench_databases() -> None:
-    with psycopg.connect(ADMIN_DSN, autocommit=True) as admin:
-        names = [
-            r[0]
-            for r in admin.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s", (PREFIX.replace("_", r"\_") + "%",)
-            )
-        ]
-    for name in names:
-        drop_database(name)
+    drop_databases(PREFIX)
 
 
 def insert_pending(dsn: str, queue: str, total: int) -> float:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from messagecenter import registry, schema, store, templates
-from messagecenter.config import CONTROL_CONN_ID, EXEC_CONN_PREFIX, QUEUES, get_settings
+from messagecenter.config import CONTROL_CONN_ID, QUEUES, get_settings
 from messagecenter.db import MessageCenterDbHook
 from messagecenter.exceptions import MessageCenterError, TemplateError
 from messagecenter.intake import IntakeError, decode_push
@@ -33,9 +33,13 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
 
 
+def _default_component(args: argparse.Namespace) -> str:
+    """``control`` for the control connection, else ``execution``: what a command acts on by default."""
+    return "control" if (args.conn or get_settings().execution_conn_id) == CONTROL_CONN_ID else "execution"
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    conn_id = args.conn or get_settings().execution_conn_id
-    components = args.schema or (["control"] if conn_id == CONTROL_CONN_ID else ["execution"])
+    components = args.schema or [_default_component(args)]
     with _hook(args).connect() as conn:
         for component in components:
             applied = schema.upgrade(conn, component)
@@ -86,8 +90,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_templates_load(args: argparse.Namespace) -> int:
-    conn_id = args.conn or get_settings().execution_conn_id
-    target = args.target or ("control" if conn_id == get_settings().control_conn_id else "execution")
+    target = args.target or _default_component(args)
     table = templates.CONTROL_TABLE if target == "control" else templates.EXECUTION_TABLE
     try:
         specs = templates.load_template_file(args.file)  # the whole file is checked before connecting
@@ -130,10 +133,8 @@ def cmd_archiving_create(args: argparse.Namespace) -> int:
     from airflow.utils.session import create_session
 
     with create_session(scoped=False) as session:
-        dag_id = registry.register_instance(session, args.instance)
-    _print_json(
-        {"instance": args.instance, "connection": f"{EXEC_CONN_PREFIX}{args.instance}", "dag_id": dag_id}
-    )
+        registry.register_instance(session, args.instance)
+    _print_json(registry.workflow(args.instance))
     return 0
 
 

@@ -61,6 +61,15 @@ def archiving_dag_id(instance: str) -> str:
     return f"mcArchiving_{instance}"
 
 
+def workflow(instance: str) -> dict[str, str]:
+    """What the "Create the archiving workflow" action reports for ``instance`` (CLI and API)."""
+    return {
+        "instance": instance,
+        "connection": EXEC_CONN_PREFIX + instance,
+        "dag_id": archiving_dag_id(instance),
+    }
+
+
 def env_instances(environ: Mapping[str, str] | None = None) -> set[str]:
     """Instances whose connection is an ``AIRFLOW_CONN_MC_EXEC_*`` environment variable."""
     environ = os.environ if environ is None else environ

@@ -10,7 +10,6 @@ import asyncio
 from fastapi import APIRouter, HTTPException, status
 
 from messagecenter import registry
-from messagecenter.config import EXEC_CONN_PREFIX
 from messagecenter.exceptions import ConfigError
 from messagecenter.models import ArchivingWorkflow
 
@@ -44,6 +43,4 @@ async def create_archiving_workflow(instance: str) -> ArchivingWorkflow:
 
 
 def _workflow(instance: str) -> ArchivingWorkflow:
-    return ArchivingWorkflow(
-        instance=instance, connection=EXEC_CONN_PREFIX + instance, dag_id=registry.archiving_dag_id(instance)
-    )
+    return ArchivingWorkflow(**registry.workflow(instance))

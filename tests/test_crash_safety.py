@@ -1,4 +1,5 @@
-"""A delivery worker killed with SIGKILL mid-chunk loses no event and writes no second final log."""
+"""A delivery worker killed (SIGKILL) or hung (SIGSTOP) mid-chunk loses no event and writes no
+second final log: the chunk's row locks are its lease, released when the worker's session ends."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -23,8 +27,9 @@ from tests.conftest import REPO
 from tests.sinks import Recorder, SmtpSink
 
 EVENTS = 300
+CHUNK = 50
 SETTINGS = ProcessingSettings(
-    deliver_chunk=100, lease_seconds=6, retry_backoff_seconds=0, min_shard_size=10_000
+    deliver_chunk=CHUNK, lease_seconds=30, retry_backoff_seconds=0, min_shard_size=10_000
 )
 
 WORKER = """
@@ -34,23 +39,28 @@ from messagecenter.config import ProcessingSettings
 from messagecenter.delivery import transport_for
 import psycopg
 dsn, shard, settings = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-with psycopg.connect(dsn) as conn:
+with psycopg.connect(dsn, application_name="mc-test-worker") as conn:
     processing.deliver_shard(conn, processing.Shard.from_xcom(shard), ProcessingSettings(**settings),
                              transport_for=transport_for)
 """
 
 
 class SlowRecorder(Recorder):
-    """Accepts every mail, slowly enough that a chunk takes seconds."""
+    """Accepts every mail, slowly (until told otherwise) so that the worker is caught mid-chunk."""
+
+    delay = 0.01
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(self.delay)
         return await super().handle_DATA(server, session, envelope)
 
 
-def test_killed_delivery_worker_loses_nothing_and_duplicates_no_log(
-    db_dsn: str, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextmanager
+def worker_mid_chunk(
+    conn: psycopg.Connection, db_dsn: str, settings: ProcessingSettings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[SmtpSink, processing.Shard, subprocess.Popen[bytes]]]:
+    """A linked shard of ``EVENTS`` events and a real delivery process stopped half-way through its
+    second chunk (the test then kills or freezes it)."""
     publish_templates(
         conn,
         parse_templates(
@@ -66,47 +76,99 @@ def test_killed_delivery_worker_loses_nothing_and_duplicates_no_log(
         for n in range(EVENTS)
     ]
     store.insert_events(conn, "batch", events, instance_id=1)
-    (shard,) = processing.split_queue(conn, "batch", SETTINGS)
+    (shard,) = processing.split_queue(conn, "batch", settings)
     assert processing.link_templates(conn, shard).linked == EVENTS
 
-    with SmtpSink(SlowRecorder()) as sink:
+    recorder = SlowRecorder()
+    with SmtpSink(recorder) as sink:
         env = {**os.environ, "PYTHONPATH": str(REPO / "plugins"), "AIRFLOW_CONN_MC_SMTP": sink.connection()}
-        settings = dict(vars(SETTINGS))
-        worker = subprocess.Popen(
-            [sys.executable, "-c", WORKER, db_dsn, json.dumps(shard.to_xcom()), json.dumps(settings)], env=env
-        )
-        deadline = time.monotonic() + 60
-        while len(sink.recorder.received) < 150 and time.monotonic() < deadline:  # mid second chunk
-            time.sleep(0.005)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-        sent_before_kill = len(sink.recorder.received)
-        logs_at_kill = conn.execute("SELECT count(*) FROM mc.delivery_log").fetchone()[0]
-        assert 100 <= sent_before_kill < EVENTS
-        assert logs_at_kill < sent_before_kill  # the interrupted chunk's results were never written
-
-        # The killed chunk's events stay leased: a new worker delivers the rest at once, and those
-        # only when the lease has ended.
         monkeypatch.setenv("AIRFLOW_CONN_MC_SMTP", sink.connection())
-        leased, wait = conn.execute(
-            "SELECT count(*), extract(epoch FROM max(next_try) - now()) FROM mc.batch_event"
-            " WHERE status = 1 AND next_try > now()"
-            " AND NOT EXISTS (SELECT 1 FROM mc.delivery_log WHERE event_id = mc.batch_event.id)"
-        ).fetchone()
-        assert leased > 0
-        first = processing.deliver_shard(conn, shard, SETTINGS, transport_for=transport_for)
-        assert first.sent == EVENTS - logs_at_kill - leased
-        time.sleep(float(wait) + 0.2)
-        assert processing.deliver_shard(conn, shard, SETTINGS, transport_for=transport_for).sent == leased
-        processing.update_events_status(conn)
+        worker = subprocess.Popen(
+            [sys.executable, "-c", WORKER, db_dsn, json.dumps(shard.to_xcom()), json.dumps(vars(settings))],
+            env=env,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while len(recorder.received) < CHUNK * 1.5 and time.monotonic() < deadline:
+                time.sleep(0.002)
+            yield sink, shard, worker
+        finally:
+            worker.kill()
+            worker.wait()
 
+
+def worker_sessions(conn: psycopg.Connection) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'mc-test-worker'"
+    ).fetchone()[0]
+
+
+def assert_every_event_sent_once(conn: psycopg.Connection, sink: SmtpSink, redelivered_at_most: int) -> None:
+    processing.update_events_status(conn)
     statuses = dict(conn.execute("SELECT status, count(*) FROM mc.batch_event GROUP BY status").fetchall())
     assert statuses == {2: EVENTS}
     logs, distinct, sent_logs = conn.execute(
         "SELECT count(*), count(DISTINCT event_id), count(*) FILTER (WHERE status = 2) FROM mc.delivery_log"
     ).fetchone()
     assert logs == distinct == sent_logs == EVENTS
-    # At least once: every event's mail arrived; only the killed chunk's mails may have gone twice.
+    # At least once: every event's mail arrived; only the interrupted chunk's mails may have gone twice.
     received = sink.recorder.event_ids()
     assert set(received) == {e[0] for e in conn.execute("SELECT id FROM mc.batch_event")}
-    assert len(received) - EVENTS <= sent_before_kill - logs_at_kill
+    assert len(received) - EVENTS <= redelivered_at_most
+
+
+def test_killed_delivery_worker_loses_nothing_and_duplicates_no_log(
+    db_dsn: str, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with worker_mid_chunk(conn, db_dsn, SETTINGS, monkeypatch) as (sink, shard, worker):
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        sent_before_kill = len(sink.recorder.received)
+        logs_at_kill = conn.execute("SELECT count(*) FROM mc.delivery_log").fetchone()[0]
+        assert logs_at_kill == CHUNK  # the first chunk committed; the interrupted one wrote nothing
+        assert sent_before_kill > logs_at_kill
+        sink.recorder.delay = 0  # type: ignore[attr-defined]
+
+        # The server ends the dead worker's session at once, and its row locks with it: a new
+        # worker delivers everything left straight away, long before the lease could run out.
+        deadline = time.monotonic() + 5
+        while worker_sessions(conn) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker_sessions(conn) == 0
+        start = time.monotonic()
+        assert (
+            processing.deliver_shard(conn, shard, SETTINGS, transport_for=transport_for).sent
+            == EVENTS - logs_at_kill
+        )
+        assert time.monotonic() - start < SETTINGS.lease_seconds
+        assert_every_event_sent_once(conn, sink, redelivered_at_most=sent_before_kill - logs_at_kill)
+
+
+def test_hung_delivery_worker_holds_its_chunk_for_the_lease_only(
+    db_dsn: str, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frozen worker (a zombie task) keeps its chunk until the server ends its idle session after
+    ``lease_seconds``; when it wakes up, its late results are refused."""
+    settings = replace(SETTINGS, lease_seconds=5)
+    with worker_mid_chunk(conn, db_dsn, settings, monkeypatch) as (sink, shard, worker):
+        worker.send_signal(signal.SIGSTOP)
+        assert conn.execute("SELECT count(*) FROM mc.delivery_log").fetchone()[0] == CHUNK
+        sink.recorder.delay = 0  # type: ignore[attr-defined]
+
+        # Another worker skips the frozen chunk (locked) and delivers the rest at once.
+        first = processing.deliver_shard(conn, shard, settings, transport_for=transport_for)
+        assert first.sent == EVENTS - 2 * CHUNK
+        assert worker_sessions(conn) == 1  # the frozen worker still holds its chunk
+        assert processing.deliver_shard(conn, shard, settings, transport_for=transport_for).sent == 0
+
+        # The lease ends: the server terminates the idle frozen session and the chunk is free.
+        deadline = time.monotonic() + 10
+        while worker_sessions(conn) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert worker_sessions(conn) == 0
+        assert processing.deliver_shard(conn, shard, settings, transport_for=transport_for).sent == CHUNK
+
+        # The zombie wakes up, finishes sending its chunk, and fails to write its results.
+        worker.send_signal(signal.SIGCONT)
+        assert worker.wait(timeout=30) != 0
+        assert_every_event_sent_once(conn, sink, redelivered_at_most=CHUNK)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -233,6 +235,42 @@ def test_undelivered_events_expire_after_their_validity(conn: psycopg.Connection
     conn.execute("UPDATE mc.rt_event SET created = now() - interval '2 hours' WHERE id = %s", (old,))
     assert processing.expire_events(conn, SETTINGS).expired == 1
     assert statuses(conn, "rt") == {old: 6, fresh: 0}
+
+
+def test_an_event_expiring_mid_delivery_takes_its_delivery_status(
+    conn: psycopg.Connection, db_dsn: str
+) -> None:
+    """expire_events waits for a delivery chunk's row lock, then expires the event the chunk has
+    just delivered: the status copy still gives it the status of its delivery log."""
+    (late,) = push(conn, "batch", ORDER)
+    conn.execute(
+        "UPDATE mc.batch_event SET status = 1, next_try = now(), created = now() - interval '2 days'"
+    )
+    with psycopg.connect(db_dsn) as worker:
+        worker.execute("SELECT id FROM mc.batch_event WHERE id = %s FOR UPDATE", (late,))  # a chunk's claim
+
+        def expire() -> None:
+            with psycopg.connect(db_dsn, application_name="mc-test-expire") as other:
+                processing.expire_events(other, SETTINGS)
+
+        expiring = threading.Thread(target=expire)
+        expiring.start()
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = 'mc-test-expire' AND wait_event_type = 'Lock'"
+        )
+        deadline = time.monotonic() + 10
+        while not conn.execute(waiting).fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        worker.execute(
+            "INSERT INTO mc.delivery_log (event_id, queue, status, channel) VALUES (%s, 'batch', 2, 0)",
+            (late,),
+        )
+        worker.commit()
+        expiring.join(timeout=10)
+    assert statuses(conn) == {late: 6}
+    assert processing.update_events_status(conn).copied == 1
+    assert statuses(conn) == {late: 2}
 
 
 def test_every_status_is_reached(conn: psycopg.Connection, smtp_sink: Any) -> None:

@@ -5,9 +5,11 @@ operators (``operators.py``) and the real-time drain call them. Every step is se
 (``include/sql/queries/processing.sql``); Python touches individual events only to render and send
 them, and writes their results back per chunk.
 
-Crash safety: claiming sets ``next_try`` to a lease in the future, so events held by a killed
-worker become claimable again when it expires; the unique delivery log per event makes a
-redelivery after a crash write no second final log.
+Crash safety: the split leases the events it claims (``next_try`` in the future), so events of a
+split whose link never ran come back when it expires. A delivery chunk holds its events' row locks
+while it sends, for at most ``lease_seconds`` idle (the server ends a hung session): a killed or
+hung worker's events become claimable again, and the unique delivery log per event makes a
+redelivery write no second final log.
 """
 
 from __future__ import annotations
@@ -238,8 +240,11 @@ def _address(event: dict[str, Any]) -> str | None:
     return value or None
 
 
+_NOT_EVENT_FIELDS = frozenset({"ctx", "template_id", "template_version", "errors", "next_try"})
+
+
 def _event_fields(event: dict[str, Any]) -> dict[str, Any]:
-    fields = {k: v for k, v in event.items() if k not in ("ctx", "template_id", "template_version", "errors")}
+    fields = {k: v for k, v in event.items() if k not in _NOT_EVENT_FIELDS}
     fields["type"] = fields.pop("event_type")
     return fields
 
@@ -260,7 +265,6 @@ def _deliver_chunk(
             {"channel": channel, "addresses": [a for a in addresses.values() if a]},
         )
     }
-    conn.commit()  # nothing is held open while messages go out
     results: list[_Result] = []
     with transport:
         for event in events:
@@ -301,7 +305,7 @@ def _deliver_chunk(
 def _write_results(
     conn: psycopg.Connection[Any], queue: Queue, results: list[_Result], settings: ProcessingSettings
 ) -> Counts:
-    """Write a chunk's outcome in one transaction: final delivery logs, then retries with backoff.
+    """Write a chunk's outcome, in its transaction: final delivery logs, then retries with backoff.
 
     A final log is all a delivered event needs: the claim skips events that have one, and the
     status copy sets the status and the error count (from ``tries``) on the event.
@@ -320,33 +324,32 @@ def _write_results(
             retry_ids.append(r.event["id"])
             retry_errors.append(errors)
             retry_at.append(now + timedelta(seconds=backoff(errors, settings.retry_backoff_seconds)))
-    with conn.transaction():
-        if final:
-            _insert_logs(
-                conn,
-                [
-                    (
-                        r.event["id"],
-                        queue,
-                        status,
-                        r.event["channel"],
-                        r.address,
-                        r.event["template_id"],
-                        r.event["template_version"],
-                        r.send.message_id if r.send else None,
-                        r.send.provider_answer if r.send else None,
-                        r.error,
-                        # send attempts: the earlier failed ones, plus this one when a message went out
-                        r.event["errors"] + (r.send is not None),
-                    )
-                    for r, status in final
-                ],
-            )
-        if retry_ids:
-            conn.execute(
-                query("processing", "schedule_retries", queue),
-                {"id": retry_ids, "errors": retry_errors, "next_try": retry_at},
-            )
+    if final:
+        _insert_logs(
+            conn,
+            [
+                (
+                    r.event["id"],
+                    queue,
+                    status,
+                    r.event["channel"],
+                    r.address,
+                    r.event["template_id"],
+                    r.event["template_version"],
+                    r.send.message_id if r.send else None,
+                    r.send.provider_answer if r.send else None,
+                    r.error,
+                    # send attempts: the earlier failed ones, plus this one when a message went out
+                    r.event["errors"] + (r.send is not None),
+                )
+                for r, status in final
+            ],
+        )
+    if retry_ids:
+        conn.execute(
+            query("processing", "schedule_retries", queue),
+            {"id": retry_ids, "errors": retry_errors, "next_try": retry_at},
+        )
     for _, status in final:
         counts.sent += status == SENT
         counts.ignored += status == IGNORED
@@ -401,22 +404,42 @@ def deliver_shard(
 ) -> Counts:
     """Deliver the shard's due events chunk by chunk until none is left or the time budget is spent.
 
-    Each chunk: claim (lease) and commit; render and send over one transport connection; then one
-    transaction writes the final delivery logs and schedules the retries.
+    Each chunk is one transaction: claim (row locks), render and send over one transport
+    connection, write the final delivery logs and schedule the retries, commit. The locks are the
+    lease, so nothing is written per event to claim it; ``idle_in_transaction_session_timeout``
+    set to ``lease_seconds`` has the server end a session that hangs while holding them.
     """
     renderer = renderer or Renderer()
     counts = Counts()
     deadline = time.monotonic() + (time_budget or settings.deliver_time_budget_seconds)
-    params = {**asdict(shard), "limit": settings.deliver_chunk, "lease": settings.lease_seconds}
+    params = {**asdict(shard), "limit": settings.deliver_chunk, "after_next_try": "-infinity", "after_id": 0}
+    timeout = f"{settings.lease_seconds}s"
     while time.monotonic() < deadline:
-        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-            set_json_loads(msgspec.json.decode, cur)  # ctx: several times faster than json.loads
-            events = cur.execute(query("processing", "claim_for_delivery", shard.queue), params).fetchall()
-        if not events:
-            break
-        results = _deliver_chunk(conn, events, transport_for(shard.channel), renderer)
-        counts.add(_write_results(conn, shard.queue, results, settings))
+        with conn.transaction():
+            conn.execute(_SET_LEASE, (timeout,))
+            with conn.cursor(row_factory=dict_row) as cur:
+                set_json_loads(msgspec.json.decode, cur)  # ctx: several times faster than json.loads
+                events = cur.execute(
+                    query("processing", "claim_for_delivery", shard.queue), params
+                ).fetchall()
+            if not events:
+                break
+            params["after_next_try"], params["after_id"] = events[-1]["next_try"], events[-1]["id"]
+            done = {
+                r[0]
+                for r in conn.execute(
+                    query("processing", "delivered_already"), {"ids": [e["id"] for e in events]}
+                )
+            }
+            if done:
+                events = [e for e in events if e["id"] not in done]
+            if events:
+                results = _deliver_chunk(conn, events, transport_for(shard.channel), renderer)
+                counts.add(_write_results(conn, shard.queue, results, settings))
     return counts
+
+
+_SET_LEASE = "SELECT set_config('idle_in_transaction_session_timeout', %s, true)"
 
 
 # --- status ------------------------------------------------------------------------------------

@@ -55,26 +55,28 @@ WHERE batch_id = %(batch_id)s AND event_type = %(event_type)s AND channel = %(ch
   AND id BETWEEN %(min_id)s AND %(max_id)s AND status = 0;
 
 -- name: claim_for_delivery
--- Claim one delivery chunk of the shard: linked events due now, leased for the delivery.
-WITH candidate AS (
-    SELECT id FROM {events}
-    WHERE status = 1 AND next_try <= now()
-      AND event_type = %(event_type)s AND channel = %(channel)s
-      AND id BETWEEN %(min_id)s AND %(max_id)s
-      -- Delivered already (final log written), waiting for its status copy. Cheaper than marking
-      -- each delivered event: that second row update per event cost a fifth of the delivery time.
-      AND NOT EXISTS (SELECT 1 FROM mc.delivery_log AS l WHERE l.event_id = {events}.id)
-    ORDER BY next_try, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE {events} AS e
-SET next_try = now() + make_interval(secs => %(lease)s)
-FROM candidate AS c
-WHERE e.id = c.id
-RETURNING e.id, e.event_type, e.channel, e.email, e.mobile_phone, e.push_token, e.external_id,
-          e.language, e.country, e.origin, e.ctx, e.created, e.scheduled, e.template_id,
-          e.template_version, e.errors;
+-- Claim one delivery chunk of the shard: linked events due now, past the previous chunk's last
+-- (next_try, id), so a chunk never walks over the events delivered before it. The row locks are
+-- the lease: the chunk's transaction holds them while it sends and writes its results; they go
+-- when the worker dies, or when it hangs past idle_in_transaction_session_timeout.
+SELECT e.id, e.event_type, e.channel, e.email, e.mobile_phone, e.push_token, e.external_id,
+       e.language, e.country, e.origin, e.ctx, e.created, e.scheduled, e.template_id,
+       e.template_version, e.errors, e.next_try
+FROM {events} AS e
+WHERE status = 1 AND next_try <= now()
+  AND event_type = %(event_type)s AND channel = %(channel)s
+  AND id BETWEEN %(min_id)s AND %(max_id)s
+  AND (next_try, id) > (%(after_next_try)s, %(after_id)s)
+  -- Delivered already (final log written), waiting for its status copy.
+  AND NOT EXISTS (SELECT 1 FROM mc.delivery_log AS l WHERE l.event_id = e.id)
+ORDER BY next_try, id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: delivered_already
+-- Which claimed events got their final log after the claim's snapshot: another worker finished them
+-- and let go of their locks between the two. A new statement's snapshot sees its log.
+SELECT event_id FROM mc.delivery_log WHERE event_id = ANY(%(ids)s);
 
 -- name: insert_delivery_logs
 -- Final results of a chunk; a second final log for an event (redelivery after a crash) is dropped.
@@ -120,12 +122,13 @@ ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, updated_at = excluded.upd
 -- transaction at or past the watermark. Logs of transactions still running are picked up by a
 -- later run (the next watermark is at most their id); re-reading a log is harmless (status = 1).
 -- errors: the failed send attempts (tries counts every attempt, the successful one included).
+-- status 6: expired by expire_events while its delivery was finishing; the message went out.
 UPDATE {events} AS e
 SET status = l.status, errors = l.tries - (l.status = 2)::int, next_try = NULL, processed = l.created,
     last_modified = now()
 FROM mc.delivery_log AS l
 WHERE l.txid >= %(low)s AND l.queue = %(queue)s
-  AND e.id = l.event_id AND e.status = 1;
+  AND e.id = l.event_id AND e.status IN (1, 6);
 
 -- name: expire_events
 -- 0 / 1 -> 6: not delivered within the queue's validity (counted from `scheduled` when set).

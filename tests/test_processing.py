@@ -335,13 +335,26 @@ def test_split_respects_the_run_cap(conn: psycopg.Connection) -> None:
     assert conn.execute("SELECT count(*) FROM mc.batch_event WHERE batch_id IS NOT NULL").fetchone()[0] == 20
 
 
+def test_split_claims_in_place(conn: psycopg.Connection) -> None:
+    """The split's lease is in no index and the queue keeps free space: claiming is a HOT update."""
+    push(conn, "batch", *[ORDER] * 200)
+    processing.split_queue(conn, "batch", SETTINGS)
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.commit()
+    updated, hot = conn.execute(
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'mc.batch_event'::regclass"
+    ).fetchone()
+    assert updated == 200
+    assert hot >= 0.8 * updated  # with the lease in next_try (indexed), none was
+
+
 def test_claimed_events_come_back_after_the_lease(conn: psycopg.Connection, smtp_sink: Any) -> None:
     publish(conn)
     (event_id,) = push(conn, "batch", ORDER)
     processing.split_queue(conn, "batch", SETTINGS)  # a split whose link task never ran (crash)
     assert run_batch(conn).sent == 0  # leased: not claimable yet
     conn.execute(
-        "UPDATE mc.batch_event SET next_try = now() - interval '1 second' WHERE id = %s", (event_id,)
+        "UPDATE mc.batch_event SET claimed_until = now() - interval '1 second' WHERE id = %s", (event_id,)
     )
     assert run_batch(conn).sent == 1
     assert event(conn, event_id)["status"] == 2

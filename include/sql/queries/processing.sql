@@ -3,19 +3,20 @@
 
 -- name: claim_pending
 -- Claim one chunk of due, pending events for a split run; return per (event type, channel) stats.
--- status stays 0 (pending) and next_try becomes a lease: a crashed run's events come back after it.
+-- status stays 0 (pending) and claimed_until is a lease: a crashed run's events come back after it.
+-- Neither batch_id nor claimed_until is indexed, so the claim is a HOT update (schema version 5).
 WITH candidate AS (
     SELECT id FROM {events}
     WHERE status = 0
       AND (scheduled IS NULL OR scheduled <= now())
-      AND (next_try IS NULL OR next_try <= now())
+      AND (claimed_until IS NULL OR claimed_until <= now())
     ORDER BY id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     -- By primary key: a join with the candidates made the planner hash the whole table per chunk.
     UPDATE {events} AS e
-    SET batch_id = %(batch_id)s, next_try = now() + make_interval(secs => %(lease)s)
+    SET batch_id = %(batch_id)s, claimed_until = now() + make_interval(secs => %(lease)s)
     WHERE e.id = ANY (ARRAY(SELECT id FROM candidate))
     RETURNING e.id, e.event_type, e.channel
 )

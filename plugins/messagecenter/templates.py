@@ -649,6 +649,9 @@ class Renderer:
             compiled = env.from_string(source)
         except jinja2.TemplateError as exc:
             raise RenderError(f"{where}: {_syntax_problem(exc)}") from exc
+        # Each render copies the keys of the template's globals into a set; from a ChainMap (Jinja's
+        # default) that was a tenth of the rendering time. The environment's globals never change.
+        compiled.globals = dict(compiled.globals)
         with self._lock:
             self._cache[key] = compiled
             if len(self._cache) > self._maxsize:

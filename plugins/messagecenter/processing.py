@@ -5,8 +5,8 @@ operators (``operators.py``) and the real-time drain call them. Every step is se
 (``include/sql/queries/processing.sql``); Python touches individual events only to render and send
 them, and writes their results back per chunk.
 
-Crash safety: the split leases the events it claims (``next_try`` in the future), so events of a
-split whose link never ran come back when it expires. A delivery chunk holds its events' row locks
+Crash safety: the split leases the events it claims (``claimed_until``), so events of a split
+whose link never ran come back when it expires. A delivery chunk holds its events' row locks
 while it sends, for at most ``lease_seconds`` idle (the server ends a hung session): a killed or
 hung worker's events become claimable again, and the unique delivery log per event makes a
 redelivery write no second final log.
@@ -393,6 +393,10 @@ def _insert_logs(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> 
         )
 
 
+# The session setting that ends a delivery chunk's transaction when it hangs (for this transaction only).
+_SET_LEASE = "SELECT set_config('idle_in_transaction_session_timeout', %s, true)"
+
+
 def deliver_shard(
     conn: psycopg.Connection[Any],
     shard: Shard,
@@ -412,6 +416,7 @@ def deliver_shard(
     renderer = renderer or Renderer()
     counts = Counts()
     deadline = time.monotonic() + (time_budget or settings.deliver_time_budget_seconds)
+    # Keyset: the first chunk starts before every due time; then after the last event claimed.
     params = {**asdict(shard), "limit": settings.deliver_chunk, "after_next_try": "-infinity", "after_id": 0}
     timeout = f"{settings.lease_seconds}s"
     while time.monotonic() < deadline:
@@ -437,9 +442,6 @@ def deliver_shard(
                 results = _deliver_chunk(conn, events, transport_for(shard.channel), renderer)
                 counts.add(_write_results(conn, shard.queue, results, settings))
     return counts
-
-
-_SET_LEASE = "SELECT set_config('idle_in_transaction_session_timeout', %s, true)"
 
 
 # --- status ------------------------------------------------------------------------------------

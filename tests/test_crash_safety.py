@@ -172,3 +172,30 @@ def test_hung_delivery_worker_holds_its_chunk_for_the_lease_only(
         worker.send_signal(signal.SIGCONT)
         assert worker.wait(timeout=30) != 0
         assert_every_event_sent_once(conn, sink, redelivered_at_most=CHUNK)
+
+
+def test_slow_delivery_worker_keeps_its_chunk_past_the_lease(
+    conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk that takes longer than ``lease_seconds`` to send, from a worker that is alive, is
+    not cut off: it tells the server it is alive between messages, and commits its logs once."""
+    settings = replace(SETTINGS, lease_seconds=1, deliver_chunk=EVENTS)
+    publish_templates(
+        conn,
+        parse_templates(
+            {"templates": [{"event_type": "OTP_MAIL", "channel": "email", "subject": "s", "text": "hi"}]}
+        ),
+    )
+    events = [event_from_dict({"type": "OTP_MAIL", "email": f"u{n}@example.com"}) for n in range(40)]
+    store.insert_events(conn, "batch", events, instance_id=1)
+    (shard,) = processing.split_queue(conn, "batch", settings)
+    processing.link_templates(conn, shard)
+    recorder = SlowRecorder()
+    recorder.delay = 0.05  # 40 mails: about 2 s for one chunk, twice the lease
+    with SmtpSink(recorder) as sink:
+        monkeypatch.setenv("AIRFLOW_CONN_MC_SMTP", sink.connection())
+        start = time.monotonic()
+        assert processing.deliver_shard(conn, shard, settings, transport_for=transport_for).sent == 40
+        assert time.monotonic() - start > 1.5 * settings.lease_seconds
+    assert len(recorder.received) == 40
+    assert conn.execute("SELECT count(*) FROM mc.delivery_log WHERE status = 2").fetchone()[0] == 40

@@ -37,9 +37,9 @@ class ProcessingSettings:
     :param parallelism: most shards per (event type, channel), i.e. mapped delivery tasks.
     :param min_shard_size: a group smaller than ``parallelism`` times this gets fewer shards (so the
         number of mapped tasks stops growing at a few thousand events per group).
-    :param lease_seconds: how long a hung worker may hold what it claimed: events claimed by a split
-        come back after it; a delivery chunk's session is ended by the server when idle in its
-        transaction that long. Keep it above the time one chunk takes to send.
+    :param lease_seconds: how long a hung worker keeps what it claimed: events claimed by a split
+        come back after it; the server ends a delivery session silent that long in its chunk's
+        transaction (a live worker speaks every third of it, however long the chunk takes).
     :param max_tries: delivery tries before an event is Failed (``MC_MAX_TRIES``).
     :param retry_backoff_seconds: first retry delay, doubled at each try, capped at one hour.
     :param rt_validity_seconds: a real-time event not delivered within this expires (``MC_RT_VALIDITY``).

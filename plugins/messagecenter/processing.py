@@ -7,8 +7,8 @@ them, and writes their results back per chunk.
 
 Crash safety: the split leases the events it claims (``claimed_until``), so events of a split
 whose link never ran come back when it expires. A delivery chunk holds its events' row locks
-while it sends, for at most ``lease_seconds`` idle (the server ends a hung session): a killed or
-hung worker's events become claimable again, and the unique delivery log per event makes a
+while it sends; the server ends a session silent for ``lease_seconds`` in its transaction: a
+killed or hung worker's events become claimable again, and the unique delivery log per event makes a
 redelivery write no second final log.
 """
 
@@ -254,7 +254,10 @@ def _deliver_chunk(
     events: list[dict[str, Any]],
     transport: Transport,
     renderer: Renderer,
+    heartbeat_seconds: float,
 ) -> list[_Result]:
+    """Render and send a claimed chunk; every ``heartbeat_seconds`` of sending, a trivial statement
+    tells the server this worker is alive, so only a hung one loses its chunk to the idle timeout."""
     templates = _templates(conn, events)
     channel = events[0]["channel"]
     addresses = {e["id"]: _address(e) for e in events}
@@ -266,6 +269,7 @@ def _deliver_chunk(
         )
     }
     results: list[_Result] = []
+    next_beat = time.monotonic() + heartbeat_seconds
     with transport:
         for event in events:
             address = addresses[event["id"]]
@@ -297,6 +301,9 @@ def _deliver_chunk(
                 data=rendered.data,
             )
             sent = transport.send(message)
+            if time.monotonic() >= next_beat:
+                conn.execute("SELECT 1")  # restarts the server's idle-in-transaction clock
+                next_beat = time.monotonic() + heartbeat_seconds
             status = {Outcome.SENT: SENT, Outcome.PERMANENT: FAILED, Outcome.TRANSIENT: None}[sent.outcome]
             results.append(_Result(event, status, address, sent, sent.error))
     return results
@@ -411,7 +418,8 @@ def deliver_shard(
     Each chunk is one transaction: claim (row locks), render and send over one transport
     connection, write the final delivery logs and schedule the retries, commit. The locks are the
     lease, so nothing is written per event to claim it; ``idle_in_transaction_session_timeout``
-    set to ``lease_seconds`` has the server end a session that hangs while holding them.
+    set to ``lease_seconds`` has the server end a session that hangs while holding them (a worker
+    that is only slow says it is alive between its messages).
     """
     renderer = renderer or Renderer()
     counts = Counts()
@@ -439,7 +447,9 @@ def deliver_shard(
             if done:
                 events = [e for e in events if e["id"] not in done]
             if events:
-                results = _deliver_chunk(conn, events, transport_for(shard.channel), renderer)
+                results = _deliver_chunk(
+                    conn, events, transport_for(shard.channel), renderer, settings.lease_seconds / 3
+                )
                 counts.add(_write_results(conn, shard.queue, results, settings))
     return counts
 

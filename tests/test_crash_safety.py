@@ -59,7 +59,7 @@ class SlowRecorder(Recorder):
 def worker_mid_chunk(
     conn: psycopg.Connection, db_dsn: str, settings: ProcessingSettings, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[SmtpSink, processing.Shard, subprocess.Popen[bytes]]]:
-    """A linked shard of ``EVENTS`` events and a real delivery process stopped half-way through its
+    """A linked shard of ``EVENTS`` events and a real delivery process caught half-way through its
     second chunk (the test then kills or freezes it)."""
     publish_templates(
         conn,

@@ -55,12 +55,8 @@ class SlowRecorder(Recorder):
         return await super().handle_DATA(server, session, envelope)
 
 
-@contextmanager
-def worker_mid_chunk(
-    conn: psycopg.Connection, db_dsn: str, settings: ProcessingSettings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[SmtpSink, processing.Shard, subprocess.Popen[bytes]]]:
-    """A linked shard of ``EVENTS`` events and a real delivery process caught half-way through its
-    second chunk (the test then kills or freezes it)."""
+def linked_shard(conn: psycopg.Connection, settings: ProcessingSettings, count: int) -> processing.Shard:
+    """``count`` e-mail events split into one shard and linked to their template."""
     publish_templates(
         conn,
         parse_templates(
@@ -73,12 +69,21 @@ def worker_mid_chunk(
     )
     events = [
         event_from_dict({"type": "OTP_MAIL", "email": f"u{n}@example.com", "ctx": {"n": n}})
-        for n in range(EVENTS)
+        for n in range(count)
     ]
     store.insert_events(conn, "batch", events, instance_id=1)
     (shard,) = processing.split_queue(conn, "batch", settings)
-    assert processing.link_templates(conn, shard).linked == EVENTS
+    assert processing.link_templates(conn, shard).linked == count
+    return shard
 
+
+@contextmanager
+def worker_mid_chunk(
+    conn: psycopg.Connection, db_dsn: str, settings: ProcessingSettings, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[SmtpSink, processing.Shard, subprocess.Popen[bytes]]]:
+    """A linked shard of ``EVENTS`` events and a real delivery process caught half-way through its
+    second chunk (the test then kills or freezes it)."""
+    shard = linked_shard(conn, settings, EVENTS)
     recorder = SlowRecorder()
     with SmtpSink(recorder) as sink:
         env = {**os.environ, "PYTHONPATH": str(REPO / "plugins"), "AIRFLOW_CONN_MC_SMTP": sink.connection()}
@@ -180,16 +185,7 @@ def test_slow_delivery_worker_keeps_its_chunk_past_the_lease(
     """A chunk that takes longer than ``lease_seconds`` to send, from a worker that is alive, is
     not cut off: it tells the server it is alive between messages, and commits its logs once."""
     settings = replace(SETTINGS, lease_seconds=1, deliver_chunk=EVENTS)
-    publish_templates(
-        conn,
-        parse_templates(
-            {"templates": [{"event_type": "OTP_MAIL", "channel": "email", "subject": "s", "text": "hi"}]}
-        ),
-    )
-    events = [event_from_dict({"type": "OTP_MAIL", "email": f"u{n}@example.com"}) for n in range(40)]
-    store.insert_events(conn, "batch", events, instance_id=1)
-    (shard,) = processing.split_queue(conn, "batch", settings)
-    processing.link_templates(conn, shard)
+    shard = linked_shard(conn, settings, 40)
     recorder = SlowRecorder()
     recorder.delay = 0.05  # 40 mails: about 2 s for one chunk, twice the lease
     with SmtpSink(recorder) as sink:

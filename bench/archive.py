@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins"))
 
 from databases import drop_databases, migrated_database  # noqa: E402
-from messagecenter import schema  # noqa: E402
+from messagecenter.db import schema  # noqa: E402
 
 EVENTS = int(os.environ.get("MC_BENCH_ARCHIVE_EVENTS", "500000"))
 REPEATS = max(1, int(os.environ.get("MC_BENCH_ARCHIVE_REPEATS", "1")))
@@ -242,7 +242,7 @@ def bench_floor(exec_dsn: str, control_dsn: str) -> float:
 def _archive_child(exec_dsn: str, control_dsn: str, mode: str, start: str, end: str) -> None:
     """Run in a fresh interpreter: ``baseline`` only imports and connects; ``run`` archives once."""
     quiet_logging()
-    from messagecenter.archiving import archive_interval
+    from messagecenter.control.archiving import archive_interval
 
     result: dict[str, Any] = {}
     with psycopg.connect(exec_dsn) as exec_conn, psycopg.connect(control_dsn) as control_conn:

@@ -27,9 +27,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins"))
 
-from messagecenter import schema, store  # noqa: E402
-from messagecenter.ids import make_event_id  # noqa: E402
-from messagecenter.intake import event_from_dict  # noqa: E402
+from messagecenter.core.ids import make_event_id  # noqa: E402
+from messagecenter.db import schema  # noqa: E402
+from messagecenter.intake import store  # noqa: E402
+from messagecenter.intake.decode import event_from_dict  # noqa: E402
 
 ADMIN_DSN = os.environ.get("MC_BENCH_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 EVENTS = int(os.environ.get("MC_BENCH_EVENTS", "50000"))

@@ -62,11 +62,16 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
 from databases import drop_databases, migrated_database  # noqa: E402
-from messagecenter import processing, store  # noqa: E402
-from messagecenter.config import ProcessingSettings  # noqa: E402
-from messagecenter.delivery import NullTransport, OutgoingMessage, SmtpTransport  # noqa: E402
-from messagecenter.intake import EventIn, event_from_dict  # noqa: E402
-from messagecenter.templates import PublishedTemplate, Renderer, parse_templates, publish_templates  # noqa: E402
+from messagecenter import execution  # noqa: E402
+from messagecenter.airflow.transports import smtp_transport  # noqa: E402
+from messagecenter.core.settings import ProcessingSettings  # noqa: E402
+from messagecenter.delivery import NullTransport, OutgoingMessage  # noqa: E402
+from messagecenter.intake import store  # noqa: E402
+from messagecenter.intake.decode import EventIn, event_from_dict  # noqa: E402
+from messagecenter.templates.files import parse_templates  # noqa: E402
+from messagecenter.templates.publishing import publish_templates  # noqa: E402
+from messagecenter.templates.rendering import Renderer  # noqa: E402
+from messagecenter.templates.spec import PublishedTemplate  # noqa: E402
 
 EVENTS = int(os.environ.get("MC_BENCH_PIPELINE_EVENTS", "200000"))
 WORKERS = int(os.environ.get("MC_BENCH_WORKERS", "2"))
@@ -218,16 +223,16 @@ def _worker_init() -> None:
     quiet_logging()
 
 
-def _link_task(dsn: str, shard: processing.Shard) -> dict[str, int]:
+def _link_task(dsn: str, shard: execution.Shard) -> dict[str, int]:
     """One mapped link task instance: its own connection, like LinkTemplatesOperator."""
     with psycopg.connect(dsn) as conn:
-        return processing.link_templates(conn, shard).summary()
+        return execution.link_templates(conn, shard).summary()
 
 
-def _deliver_task(dsn: str, settings: ProcessingSettings, shard: processing.Shard) -> dict[str, int]:
+def _deliver_task(dsn: str, settings: ProcessingSettings, shard: execution.Shard) -> dict[str, int]:
     """One mapped delivery task instance: its own connection, like DeliverMessagesOperator."""
     with psycopg.connect(dsn) as conn:
-        return processing.deliver_shard(conn, shard, settings, transport_for=null_transport).summary()
+        return execution.deliver_shard(conn, shard, settings, transport_for=null_transport).summary()
 
 
 def _warm(_: int) -> int:
@@ -261,18 +266,18 @@ def bench_pipeline(dsn: str, events: int, workers: int) -> PipelineRun:
         assert len(set(pool.map(_warm, range(workers * 2)))) == workers
         t0 = time.perf_counter()
         with psycopg.connect(dsn) as conn:
-            shards = processing.split_queue(conn, "batch", settings)
+            shards = execution.split_queue(conn, "batch", settings)
         t1 = time.perf_counter()
         linked = pool.map(functools.partial(_link_task, dsn), shards, chunksize=1)
         t2 = time.perf_counter()
         delivered = pool.map(functools.partial(_deliver_task, dsn, settings), shards, chunksize=1)
         t3 = time.perf_counter()
         with psycopg.connect(dsn) as conn:
-            copied = processing.update_events_status(conn)
+            copied = execution.update_events_status(conn)
         t4 = time.perf_counter()
-    counts = processing.Counts(claimed=sum(s.count for s in shards), copied=copied.copied)
+    counts = execution.Counts(claimed=sum(s.count for s in shards), copied=copied.copied)
     for c in (*linked, *delivered):
-        counts.add(processing.Counts(**{k: v for k, v in c.items() if k not in ("claimed", "copied")}))
+        counts.add(execution.Counts(**{k: v for k, v in c.items() if k not in ("claimed", "copied")}))
     return PipelineRun(events, len(shards), t1 - t0, t2 - t1, t3 - t2, t4 - t3, counts.summary())
 
 
@@ -434,9 +439,9 @@ def bench_email(dsn: str, count: int) -> tuple[float, float]:
     settings = ProcessingSettings()
     insert_pending(dsn, "batch", count)
     with psycopg.connect(dsn) as conn:
-        shards = processing.split_queue(conn, "batch", settings)
+        shards = execution.split_queue(conn, "batch", settings)
         for shard in shards:
-            processing.link_templates(conn, shard)
+            execution.link_templates(conn, shard)
     mails = raw_messages(count)
     with smtp_sink() as (handler, port):
         os.environ["AIRFLOW_CONN_MC_SMTP"] = json.dumps(
@@ -453,13 +458,13 @@ def bench_email(dsn: str, count: int) -> tuple[float, float]:
                 },
             }
         )
-        with SmtpTransport("mc_smtp") as warm:  # a worker has Airflow imported before its task runs
+        with smtp_transport("mc_smtp") as warm:  # a worker has Airflow imported before its task runs
             assert warm.connections_opened == 1, "cannot reach the SMTP sink"
         with psycopg.connect(dsn) as conn:
             start = time.perf_counter()
             for shard in shards:
-                processing.deliver_shard(
-                    conn, shard, settings, transport_for=lambda channel: SmtpTransport("mc_smtp")
+                execution.deliver_shard(
+                    conn, shard, settings, transport_for=lambda channel: smtp_transport("mc_smtp")
                 )
             ours = count / (time.perf_counter() - start)
         assert handler.count == count, f"sink got {handler.count} of our {count} messages"
@@ -482,7 +487,7 @@ def bench_email(dsn: str, count: int) -> tuple[float, float]:
 
 def _drain(dsn: str, lifetime: float) -> None:
     quiet_logging()
-    processing.drain_realtime(
+    execution.drain_realtime(
         functools.partial(psycopg.connect, dsn),
         ProcessingSettings(),
         transport_for=null_transport,
@@ -563,7 +568,7 @@ def bench_realtime(dsn: str) -> tuple[tuple[float, float, float], tuple[float, f
 def task_instances(dsn: str, events: int) -> tuple[int, int]:
     insert_pending(dsn, "batch", events)
     with psycopg.connect(dsn) as conn:
-        shards = processing.split_queue(conn, "batch", ProcessingSettings())
+        shards = execution.split_queue(conn, "batch", ProcessingSettings())
     assert sum(s.count for s in shards if s.batch_id is not None) <= events
     claimed = scalar(dsn, "SELECT count(*) FROM mc.batch_event WHERE batch_id IS NOT NULL")
     assert claimed == events, f"split claimed {claimed} of {events}"
@@ -581,12 +586,12 @@ def _backlog_worker(dsn: str, mode: str) -> None:
         if mode == "run":
             settings = ProcessingSettings()
             start = time.perf_counter()
-            shards = processing.split_queue(conn, "batch", settings)
-            counts = processing.Counts()
+            shards = execution.split_queue(conn, "batch", settings)
+            counts = execution.Counts()
             for shard in shards:
-                counts.add(processing.link_templates(conn, shard))
+                counts.add(execution.link_templates(conn, shard))
             for shard in shards:
-                counts.add(processing.deliver_shard(conn, shard, settings, transport_for=null_transport))
+                counts.add(execution.deliver_shard(conn, shard, settings, transport_for=null_transport))
             result = {"shards": len(shards), "seconds": time.perf_counter() - start, **counts.summary()}
     status = Path("/proc/self/status").read_text()
     result["vmhwm_kib"] = int(

@@ -15,8 +15,8 @@ from datetime import timedelta
 
 from airflow.sdk import dag
 
-from messagecenter.dags import execution_dag_args, runs_execution
-from messagecenter.operators import DeliverMessagesOperator, LinkTemplatesOperator, SplitQueueOperator
+from messagecenter.airflow.dags import execution_dag_args, runs_execution
+from messagecenter.airflow.operators import DeliverMessagesOperator, LinkTemplatesOperator, SplitQueueOperator
 
 
 @dag(

@@ -20,9 +20,9 @@ from datetime import timedelta
 from airflow.sdk import dag
 from airflow.timetables.interval import CronDataIntervalTimetable
 
-from messagecenter.dags import control_dag_args, runs_control
-from messagecenter.operators import ArchiveEventsOperator
-from messagecenter.registry import archiving_dag_id, archiving_instances
+from messagecenter.airflow.dags import control_dag_args, runs_control
+from messagecenter.airflow.operators import ArchiveEventsOperator
+from messagecenter.airflow.registry import archiving_dag_id, archiving_instances
 
 
 def archiving_dag(instance: str) -> None:

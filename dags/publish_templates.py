@@ -19,8 +19,8 @@ from airflow.sdk import dag, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
-from messagecenter.dags import TEMPLATES_ASSET, control_dag_args, runs_control
-from messagecenter.operators import PublishTemplatesOperator
+from messagecenter.airflow.dags import TEMPLATES_ASSET, control_dag_args, runs_control
+from messagecenter.airflow.operators import PublishTemplatesOperator
 
 
 @dag(
@@ -37,7 +37,7 @@ from messagecenter.operators import PublishTemplatesOperator
 def publish_templates() -> None:
     @task
     def list_execution_instances() -> list[str]:
-        from messagecenter.registry import archiving_instances
+        from messagecenter.airflow.registry import archiving_instances
 
         return archiving_instances()
 

@@ -14,8 +14,8 @@ from datetime import timedelta
 
 from airflow.sdk import dag
 
-from messagecenter.dags import execution_dag_args, runs_execution
-from messagecenter.operators import ExpireEventsOperator, UpdateEventsStatusOperator
+from messagecenter.airflow.dags import execution_dag_args, runs_execution
+from messagecenter.airflow.operators import ExpireEventsOperator, UpdateEventsStatusOperator
 
 
 @dag(

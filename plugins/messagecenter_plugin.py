@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from messagecenter.airflow.registry_sync import RegistrySyncMiddleware
 from messagecenter.api import create_app
-from messagecenter.registry_sync import RegistrySyncMiddleware
 
 
 class MessageCenterPlugin(AirflowPlugin):

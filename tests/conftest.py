@@ -40,7 +40,7 @@ import pytest  # noqa: E402
 from psycopg import sql  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
-from messagecenter import schema  # noqa: E402
+from messagecenter.db import schema  # noqa: E402
 
 _counter = itertools.count()
 

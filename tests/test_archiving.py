@@ -10,9 +10,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from messagecenter import store
-from messagecenter.archiving import LateWritersError, archive_interval, purge_archived
-from messagecenter.intake import event_from_dict
+from messagecenter.control.archiving import LateWritersError, archive_interval
+from messagecenter.execution.cleanup import purge_archived
+from messagecenter.intake import store
+from messagecenter.intake.decode import event_from_dict
 
 EVENT_COLUMNS = "id, event_type, channel, email, ctx::text, created, status, errors, last_modified"
 

@@ -19,9 +19,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from devstack.stack import AirflowConfig, Stack, postgres_connection, sqlalchemy_uri
 
-from messagecenter.stack import AirflowConfig, Stack, postgres_connection, sqlalchemy_uri
-from messagecenter.templates import parse_templates, publish_templates
+from messagecenter.templates.files import parse_templates
+from messagecenter.templates.publishing import publish_templates
 from tests.conftest import create_database, drop_database
 from tests.sinks import free_port
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from messagecenter.config import (
+from messagecenter.core.settings import (
     CONTROL_CONN_ID,
     DEFAULT_EXECUTION_CONN_ID,
     EXEC_CONN_PREFIX,

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from messagecenter.config import load_settings
-from messagecenter.exceptions import ConfigError
+from messagecenter.core.errors import ConfigError
+from messagecenter.core.settings import load_settings
 
 
 def test_settings_defaults() -> None:

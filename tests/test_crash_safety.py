@@ -18,11 +18,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from messagecenter import processing, store
-from messagecenter.config import ProcessingSettings
-from messagecenter.delivery import transport_for
-from messagecenter.intake import event_from_dict
-from messagecenter.templates import parse_templates, publish_templates
+from messagecenter import execution
+from messagecenter.airflow.transports import transport_for
+from messagecenter.core.settings import ProcessingSettings
+from messagecenter.intake import store
+from messagecenter.intake.decode import event_from_dict
+from messagecenter.templates.files import parse_templates
+from messagecenter.templates.publishing import publish_templates
 from tests.conftest import REPO
 from tests.sinks import Recorder, SmtpSink
 
@@ -34,13 +36,13 @@ SETTINGS = ProcessingSettings(
 
 WORKER = """
 import json, sys
-from messagecenter import processing
-from messagecenter.config import ProcessingSettings
-from messagecenter.delivery import transport_for
+from messagecenter import execution
+from messagecenter.core.settings import ProcessingSettings
+from messagecenter.airflow.transports import transport_for
 import psycopg
 dsn, shard, settings = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 with psycopg.connect(dsn, application_name="mc-test-worker") as conn:
-    processing.deliver_shard(conn, processing.Shard.from_xcom(shard), ProcessingSettings(**settings),
+    execution.deliver_shard(conn, execution.Shard.from_xcom(shard), ProcessingSettings(**settings),
                              transport_for=transport_for)
 """
 
@@ -55,7 +57,7 @@ class SlowRecorder(Recorder):
         return await super().handle_DATA(server, session, envelope)
 
 
-def linked_shard(conn: psycopg.Connection, settings: ProcessingSettings, count: int) -> processing.Shard:
+def linked_shard(conn: psycopg.Connection, settings: ProcessingSettings, count: int) -> execution.Shard:
     """``count`` e-mail events split into one shard and linked to their template."""
     publish_templates(
         conn,
@@ -72,15 +74,15 @@ def linked_shard(conn: psycopg.Connection, settings: ProcessingSettings, count: 
         for n in range(count)
     ]
     store.insert_events(conn, "batch", events, instance_id=1)
-    (shard,) = processing.split_queue(conn, "batch", settings)
-    assert processing.link_templates(conn, shard).linked == count
+    (shard,) = execution.split_queue(conn, "batch", settings)
+    assert execution.link_templates(conn, shard).linked == count
     return shard
 
 
 @contextmanager
 def worker_mid_chunk(
     conn: psycopg.Connection, db_dsn: str, settings: ProcessingSettings, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[SmtpSink, processing.Shard, subprocess.Popen[bytes]]]:
+) -> Iterator[tuple[SmtpSink, execution.Shard, subprocess.Popen[bytes]]]:
     """A linked shard of ``EVENTS`` events and a real delivery process caught half-way through its
     second chunk (the test then kills or freezes it)."""
     shard = linked_shard(conn, settings, EVENTS)
@@ -109,7 +111,7 @@ def worker_sessions(conn: psycopg.Connection) -> int:
 
 
 def assert_every_event_sent_once(conn: psycopg.Connection, sink: SmtpSink, redelivered_at_most: int) -> None:
-    processing.update_events_status(conn)
+    execution.update_events_status(conn)
     statuses = dict(conn.execute("SELECT status, count(*) FROM mc.batch_event GROUP BY status").fetchall())
     assert statuses == {2: EVENTS}
     logs, distinct, sent_logs = conn.execute(
@@ -142,7 +144,7 @@ def test_killed_delivery_worker_loses_nothing_and_duplicates_no_log(
         assert worker_sessions(conn) == 0
         start = time.monotonic()
         assert (
-            processing.deliver_shard(conn, shard, SETTINGS, transport_for=transport_for).sent
+            execution.deliver_shard(conn, shard, SETTINGS, transport_for=transport_for).sent
             == EVENTS - logs_at_kill
         )
         assert time.monotonic() - start < SETTINGS.lease_seconds
@@ -161,17 +163,17 @@ def test_hung_delivery_worker_holds_its_chunk_for_the_lease_only(
         sink.recorder.delay = 0  # type: ignore[attr-defined]
 
         # Another worker skips the frozen chunk (locked) and delivers the rest at once.
-        first = processing.deliver_shard(conn, shard, settings, transport_for=transport_for)
+        first = execution.deliver_shard(conn, shard, settings, transport_for=transport_for)
         assert first.sent == EVENTS - 2 * CHUNK
         assert worker_sessions(conn) == 1  # the frozen worker still holds its chunk
-        assert processing.deliver_shard(conn, shard, settings, transport_for=transport_for).sent == 0
+        assert execution.deliver_shard(conn, shard, settings, transport_for=transport_for).sent == 0
 
         # The lease ends: the server terminates the idle frozen session and the chunk is free.
         deadline = time.monotonic() + 10
         while worker_sessions(conn) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert worker_sessions(conn) == 0
-        assert processing.deliver_shard(conn, shard, settings, transport_for=transport_for).sent == CHUNK
+        assert execution.deliver_shard(conn, shard, settings, transport_for=transport_for).sent == CHUNK
 
         # The zombie wakes up, finishes sending its chunk, and fails to write its results.
         worker.send_signal(signal.SIGCONT)
@@ -191,7 +193,7 @@ def test_slow_delivery_worker_keeps_its_chunk_past_the_lease(
     with SmtpSink(recorder) as sink:
         monkeypatch.setenv("AIRFLOW_CONN_MC_SMTP", sink.connection())
         start = time.monotonic()
-        assert processing.deliver_shard(conn, shard, settings, transport_for=transport_for).sent == 40
+        assert execution.deliver_shard(conn, shard, settings, transport_for=transport_for).sent == 40
         assert time.monotonic() - start > 1.5 * settings.lease_seconds
     assert len(recorder.received) == 40
     assert conn.execute("SELECT count(*) FROM mc.delivery_log WHERE status = 2").fetchone()[0] == 40

@@ -16,10 +16,9 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-
-from messagecenter import demo
-from messagecenter.sinks import MailSink, ProviderSink
-from messagecenter.stack import AirflowConfig, Stack, StackError, postgres_connection, sqlalchemy_uri
+from devstack import demo
+from devstack.sinks import MailSink, ProviderSink
+from devstack.stack import AirflowConfig, Stack, StackError, postgres_connection, sqlalchemy_uri
 
 
 def _mail(to: str, subject: str) -> EmailMessage:

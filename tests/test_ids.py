@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from messagecenter.ids import MAX_SEQUENCE, make_event_id, split_event_id
+from messagecenter.core.ids import MAX_SEQUENCE, make_event_id, split_event_id
 
 
 @pytest.mark.parametrize("instance_id", [1, 2, 127, 128, 200, 255])

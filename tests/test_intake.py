@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from messagecenter.intake import IntakeError, decode_push, event_from_dict, request_schema
+from messagecenter.intake.decode import IntakeError, decode_push, event_from_dict, request_schema
 
 
 def body(value: object) -> bytes:

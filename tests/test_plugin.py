@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from messagecenter.config import get_settings
+from messagecenter.core.settings import get_settings
 from tests.conftest import airflow_uri
 
 pytestmark = pytest.mark.airflow
@@ -69,7 +69,7 @@ def test_a_connection_added_through_the_rest_api_registers_its_archiving_workflo
 ) -> None:
     from airflow.api_fastapi.app import create_app, purge_cached_app
 
-    from messagecenter import registry
+    from messagecenter.airflow import registry
 
     monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS", "True")
     monkeypatch.setenv("MC_REGISTRY_CACHE", str(tmp_path / "registry.json"))

@@ -9,11 +9,14 @@ from typing import Any
 
 import psycopg
 
-from messagecenter import processing, store
-from messagecenter.config import ProcessingSettings
-from messagecenter.delivery import transport_for
-from messagecenter.intake import event_from_dict
-from messagecenter.templates import parse_templates, publish_templates
+from messagecenter import execution
+from messagecenter.execution import deliver
+from messagecenter.airflow.transports import transport_for
+from messagecenter.core.settings import ProcessingSettings
+from messagecenter.intake import store
+from messagecenter.intake.decode import event_from_dict
+from messagecenter.templates.files import parse_templates
+from messagecenter.templates.publishing import publish_templates
 
 SETTINGS = ProcessingSettings(retry_backoff_seconds=0, max_tries=3, deliver_chunk=50, min_shard_size=10)
 
@@ -50,16 +53,16 @@ def push(conn: psycopg.Connection, queue: str, *events: dict[str, Any]) -> list[
     return store.insert_events(conn, queue, [event_from_dict(e) for e in events], instance_id=1).ids
 
 
-def run_batch(conn: psycopg.Connection, settings: ProcessingSettings = SETTINGS) -> processing.Counts:
+def run_batch(conn: psycopg.Connection, settings: ProcessingSettings = SETTINGS) -> execution.Counts:
     """What batchEventsProcessing then updateEventsStatus do, in process."""
-    counts = processing.Counts()
-    shards = processing.split_queue(conn, "batch", settings)
+    counts = execution.Counts()
+    shards = execution.split_queue(conn, "batch", settings)
     for shard in shards:
         counts.claimed += shard.count if shard.batch_id is not None else 0
-        counts.add(processing.link_templates(conn, shard))
+        counts.add(execution.link_templates(conn, shard))
     for shard in shards:
-        counts.add(processing.deliver_shard(conn, shard, settings, transport_for=transport_for))
-    counts.add(processing.update_events_status(conn))
+        counts.add(execution.deliver_shard(conn, shard, settings, transport_for=transport_for))
+    counts.add(execution.update_events_status(conn))
     return counts
 
 
@@ -233,7 +236,7 @@ def test_render_error_fails_that_event_only(conn: psycopg.Connection, smtp_sink:
 def test_undelivered_events_expire_after_their_validity(conn: psycopg.Connection) -> None:
     old, fresh = push(conn, "rt", ORDER, ORDER)
     conn.execute("UPDATE mc.rt_event SET created = now() - interval '2 hours' WHERE id = %s", (old,))
-    assert processing.expire_events(conn, SETTINGS).expired == 1
+    assert execution.expire_events(conn, SETTINGS).expired == 1
     assert statuses(conn, "rt") == {old: 6, fresh: 0}
 
 
@@ -251,7 +254,7 @@ def test_an_event_expiring_mid_delivery_takes_its_delivery_status(
 
         def expire() -> None:
             with psycopg.connect(db_dsn, application_name="mc-test-expire") as other:
-                processing.expire_events(other, SETTINGS)
+                execution.expire_events(other, SETTINGS)
 
         expiring = threading.Thread(target=expire)
         expiring.start()
@@ -269,7 +272,7 @@ def test_an_event_expiring_mid_delivery_takes_its_delivery_status(
         worker.commit()
         expiring.join(timeout=10)
     assert statuses(conn) == {late: 6}
-    assert processing.update_events_status(conn).copied == 1
+    assert execution.update_events_status(conn).copied == 1
     assert statuses(conn) == {late: 2}
 
 
@@ -283,17 +286,17 @@ def test_every_status_is_reached(conn: psycopg.Connection, smtp_sink: Any) -> No
     expired, in_delivery = push(conn, "batch", ORDER, ORDER)
     conn.execute("UPDATE mc.batch_event SET created = now() - interval '3 days' WHERE id = %s", (expired,))
     settings = replace(SETTINGS, batch_validity_seconds=86_400)
-    processing.expire_events(conn, settings)
+    execution.expire_events(conn, settings)
     # in_delivery: linked by a split, but its delivery task has not run yet
-    shards = processing.split_queue(conn, "batch", settings)
+    shards = execution.split_queue(conn, "batch", settings)
     for shard in shards:
-        processing.link_templates(conn, shard)
+        execution.link_templates(conn, shard)
     conn.execute(
         "UPDATE mc.batch_event SET next_try = now() + interval '1 hour' WHERE id = %s", (in_delivery,)
     )
     for shard in shards:
-        processing.deliver_shard(conn, shard, settings, transport_for=transport_for)
-    processing.update_events_status(conn)
+        execution.deliver_shard(conn, shard, settings, transport_for=transport_for)
+    execution.update_events_status(conn)
     assert statuses(conn) == {
         pending: 0,
         in_delivery: 1,
@@ -309,8 +312,8 @@ def test_shards_do_not_grow_with_volume(conn: psycopg.Connection) -> None:
     publish(conn)
     settings = replace(SETTINGS, parallelism=4, min_shard_size=10, claim_chunk=300)
     push(conn, "batch", *[ORDER] * 1000, *[{**ORDER, "type": "OTP"}] * 30)
-    shards = processing.split_queue(conn, "batch", settings)
-    by_type: dict[str, list[processing.Shard]] = {}
+    shards = execution.split_queue(conn, "batch", settings)
+    by_type: dict[str, list[execution.Shard]] = {}
     for shard in shards:
         by_type.setdefault(shard.event_type, []).append(shard)
     assert len(by_type["ORDER_CONFIRMATION"]) == 4
@@ -330,7 +333,7 @@ def test_shards_do_not_grow_with_volume(conn: psycopg.Connection) -> None:
 
 def test_split_respects_the_run_cap(conn: psycopg.Connection) -> None:
     push(conn, "batch", *[ORDER] * 50)
-    shards = processing.split_queue(conn, "batch", replace(SETTINGS, max_events_per_run=20, claim_chunk=7))
+    shards = execution.split_queue(conn, "batch", replace(SETTINGS, max_events_per_run=20, claim_chunk=7))
     assert sum(s.count for s in shards) <= 20
     assert conn.execute("SELECT count(*) FROM mc.batch_event WHERE batch_id IS NOT NULL").fetchone()[0] == 20
 
@@ -338,7 +341,7 @@ def test_split_respects_the_run_cap(conn: psycopg.Connection) -> None:
 def test_split_claims_in_place(conn: psycopg.Connection) -> None:
     """The split's lease is in no index and the queue keeps free space: claiming is a HOT update."""
     push(conn, "batch", *[ORDER] * 200)
-    processing.split_queue(conn, "batch", SETTINGS)
+    execution.split_queue(conn, "batch", SETTINGS)
     conn.execute("SELECT pg_stat_force_next_flush()")
     conn.commit()
     updated, hot = conn.execute(
@@ -351,7 +354,7 @@ def test_split_claims_in_place(conn: psycopg.Connection) -> None:
 def test_claimed_events_come_back_after_the_lease(conn: psycopg.Connection, smtp_sink: Any) -> None:
     publish(conn)
     (event_id,) = push(conn, "batch", ORDER)
-    processing.split_queue(conn, "batch", SETTINGS)  # a split whose link task never ran (crash)
+    execution.split_queue(conn, "batch", SETTINGS)  # a split whose link task never ran (crash)
     assert run_batch(conn).sent == 0  # leased: not claimable yet
     conn.execute(
         "UPDATE mc.batch_event SET claimed_until = now() - interval '1 second' WHERE id = %s", (event_id,)
@@ -371,15 +374,15 @@ def test_status_copy_skips_nothing_committed_late(conn: psycopg.Connection, db_d
         conn.execute(
             "INSERT INTO mc.delivery_log (event_id, queue, status, channel) VALUES (%s, 'batch', 3, 0)", (b,)
         )
-        assert processing.update_events_status(conn).copied == 1
+        assert execution.update_events_status(conn).copied == 1
         late.commit()
-    assert processing.update_events_status(conn).copied == 1
+    assert execution.update_events_status(conn).copied == 1
     assert statuses(conn) == {a: 2, b: 3}
 
 
 def test_backoff_doubles_and_is_capped() -> None:
-    assert [processing.backoff(n, 60) for n in (1, 2, 3)] == [60, 120, 240]
-    assert processing.backoff(30, 60) == 3600
+    assert [execution.backoff(n, 60) for n in (1, 2, 3)] == [60, 120, 240]
+    assert execution.backoff(30, 60) == 3600
 
 
 def test_a_second_final_log_for_an_event_is_dropped_not_an_error(conn: psycopg.Connection) -> None:
@@ -390,8 +393,8 @@ def test_a_second_final_log_for_an_event_is_dropped_not_an_error(conn: psycopg.C
         return (event_id, "batch", status, 0, "ann@example.com", None, None, None, None, error, 1)
 
     with conn.transaction():
-        processing._insert_logs(conn, [row(a, 2, None)])  # the fast path: COPY
+        deliver._insert_logs(conn, [row(a, 2, None)])  # the fast path: COPY
     with conn.transaction():
-        processing._insert_logs(conn, [row(a, 4, "late duplicate"), row(b, 2, None)])  # the fallback
+        deliver._insert_logs(conn, [row(a, 4, "late duplicate"), row(b, 2, None)])  # the fallback
     logs = conn.execute("SELECT event_id, status, error FROM mc.delivery_log ORDER BY event_id").fetchall()
     assert logs == [(a, 2, None), (b, 2, None)]

@@ -5,8 +5,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from messagecenter import schema
-from messagecenter.exceptions import SchemaError
+from messagecenter.core.errors import SchemaError
+from messagecenter.db import schema
 
 
 def _tables(conn: psycopg.Connection) -> set[str]:

@@ -5,9 +5,10 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from messagecenter import store
-from messagecenter.ids import split_event_id
-from messagecenter.intake import EventIn, event_from_dict
+from messagecenter.core.ids import split_event_id
+from messagecenter.db import queries
+from messagecenter.intake import store
+from messagecenter.intake.decode import EventIn, event_from_dict
 
 
 def event(**fields: object) -> EventIn:
@@ -108,4 +109,4 @@ def test_pending_counts_cover_both_queues(conn: psycopg.Connection) -> None:
 
 def test_unknown_queue_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown queue 'urgent'"):
-        store.event_table("urgent")
+        queries.event_table("urgent")

@@ -9,17 +9,12 @@ import psycopg
 import pytest
 import yaml
 
-from messagecenter import templates
-from messagecenter.exceptions import RenderError, TemplateError
-from messagecenter.templates import (
-    PublishedTemplate,
-    Renderer,
-    TemplateSpec,
-    latest_template,
-    latest_templates,
-    load_template_file,
-    publish_templates,
-)
+from messagecenter.core.errors import RenderError, TemplateError
+from messagecenter.templates import rendering, spec
+from messagecenter.templates.files import load_template_file
+from messagecenter.templates.publishing import latest_template, latest_templates, publish_templates
+from messagecenter.templates.rendering import Renderer
+from messagecenter.templates.spec import PublishedTemplate, TemplateSpec
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "include" / "templates" / "example.yaml"
 
@@ -239,7 +234,7 @@ def test_publish_is_one_transaction(conn: psycopg.Connection) -> None:
 
 def test_concurrent_loaders_queue_and_readers_do_not(db_dsn: str, conn: psycopg.Connection) -> None:
     conn.execute("SET lock_timeout = '5s'")
-    results: list[templates.PublishedVersion] = []
+    results: list[spec.PublishedVersion] = []
     with psycopg.connect(db_dsn) as first:
         with first.transaction():
             publish_templates(first, [TemplateSpec("A", 1, text="a")])  # holds the lock until commit
@@ -405,12 +400,12 @@ def test_cache_is_bounded() -> None:
 
 
 def test_is_empty() -> None:
-    assert templates.Rendered(subject="s").is_empty(0)
-    assert not templates.Rendered(subject="s", html="<p/>").is_empty("email")
-    assert not templates.Rendered(text="t").is_empty(0)
-    assert templates.Rendered(subject="title", data={"a": 1}).is_empty("ios")
-    assert templates.Rendered(text="").is_empty(1)
-    assert not templates.Rendered(text="x").is_empty(42)
+    assert rendering.Rendered(subject="s").is_empty(0)
+    assert not rendering.Rendered(subject="s", html="<p/>").is_empty("email")
+    assert not rendering.Rendered(text="t").is_empty(0)
+    assert rendering.Rendered(subject="title", data={"a": 1}).is_empty("ios")
+    assert rendering.Rendered(text="").is_empty(1)
+    assert not rendering.Rendered(text="x").is_empty(42)
     out = Renderer().render(published("{% if ctx.send %}code{% endif %}"), event={}, ctx={"send": False})
     assert out.is_empty("sms")
     with pytest.raises(ValueError, match="unknown channel"):

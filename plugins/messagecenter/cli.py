@@ -15,12 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from messagecenter import registry, schema, store, templates
-from messagecenter.config import CONTROL_CONN_ID, QUEUES, get_settings
-from messagecenter.db import MessageCenterDbHook
-from messagecenter.exceptions import MessageCenterError, TemplateError
-from messagecenter.intake import IntakeError, decode_push
-from messagecenter.models import CHANNEL_NAMES
+from messagecenter.airflow import registry
+from messagecenter.airflow.hooks import MessageCenterDbHook
+from messagecenter.core.errors import MessageCenterError, TemplateError
+from messagecenter.core.settings import CONTROL_CONN_ID, get_settings
+from messagecenter.core.types import QUEUES, Channel
+from messagecenter.db import schema
+from messagecenter.db.queries import TEMPLATE_TABLES
+from messagecenter.intake import store
+from messagecenter.intake.decode import IntakeError, decode_push
+from messagecenter.templates import files, publishing
 
 log = logging.getLogger("messagecenter.cli")
 
@@ -91,24 +95,24 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_templates_load(args: argparse.Namespace) -> int:
     target = args.target or _default_component(args)
-    table = templates.CONTROL_TABLE if target == "control" else templates.EXECUTION_TABLE
+    table = publishing.CONTROL_TABLE if target == "control" else publishing.EXECUTION_TABLE
     try:
-        specs = templates.load_template_file(args.file)  # the whole file is checked before connecting
+        specs = files.load_template_file(args.file)  # the whole file is checked before connecting
         with _hook(args).connect() as conn:
-            published = templates.publish_templates(conn, specs, table=table)
+            published = publishing.publish_templates(conn, specs, table=table)
     except TemplateError as exc:
         print(f"error: nothing loaded: {exc}", file=sys.stderr)
         return 2
     _print_json(
         {
             "file": args.file,
-            "target": f"{target} (mc.{table})",
+            "target": f"{target} (mc.{TEMPLATE_TABLES[table]})",
             "created": sum(p.created for p in published),
             "unchanged": sum(not p.created for p in published),
             "templates": [
                 {
                     "event_type": p.event_type,
-                    "channel": CHANNEL_NAMES[p.channel],
+                    "channel": Channel(p.channel).label,
                     "template_id": p.template_id,
                     "version": p.version,
                     "result": "created" if p.created else "unchanged",
@@ -123,7 +127,7 @@ def cmd_templates_load(args: argparse.Namespace) -> int:
 def cmd_templates_publish(args: argparse.Namespace) -> int:
     control_hook = MessageCenterDbHook(args.control or get_settings().control_conn_id)
     with control_hook.connect() as control, _hook(args).connect() as execution:
-        published = templates.publish_latest(control, execution)
+        published = publishing.publish_latest(control, execution)
     created = sum(p.created for p in published)
     print(f"{created} new template version(s) published, {len(published) - created} already there")
     return 0

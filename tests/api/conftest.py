@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from messagecenter.api import create_app
-from messagecenter.config import Settings
+from messagecenter.core.settings import Settings
 
 TOKEN = "test-token-1"
 

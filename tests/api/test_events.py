@@ -4,7 +4,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from messagecenter.ids import split_event_id
+from messagecenter.core.ids import split_event_id
 
 ORDER = {"type": "ORDER_CONFIRMATION", "email": "ann@example.com", "ctx": {"orderId": "A-1"}}
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from messagecenter.api import create_app
-from messagecenter.config import Settings
+from messagecenter.core.settings import Settings
 
 
 def test_health_reports_pending_counts_per_queue(client: TestClient) -> None:

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from messagecenter.config import get_settings
+from messagecenter.core.settings import get_settings
 from tests.conftest import REPO
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from messagecenter import registry
+from messagecenter.airflow import registry
 
 pytestmark = pytest.mark.airflow
 

@@ -13,11 +13,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from messagecenter import processing, store
-from messagecenter.archiving import archive_interval
-from messagecenter.config import ProcessingSettings
-from messagecenter.intake import event_from_dict
-from messagecenter.templates import CONTROL_TABLE, TemplateSpec, latest_template, publish_templates
+from messagecenter import execution
+from messagecenter.control.archiving import archive_interval
+from messagecenter.core.settings import ProcessingSettings
+from messagecenter.intake import store
+from messagecenter.intake.decode import event_from_dict
+from messagecenter.templates.publishing import CONTROL_TABLE, latest_template, publish_templates
+from messagecenter.templates.spec import TemplateSpec
 from tests.conftest import airflow_uri
 
 pytestmark = pytest.mark.airflow
@@ -69,8 +71,8 @@ def test_publish_templates_reaches_every_instance_and_routing_switches(
             [event_from_dict({"type": "OTP", "channel": "sms", "ctx": {"code": 1}})],
             instance_id=1,
         ).ids
-        for shard in processing.split_queue(conn, "rt", ProcessingSettings()):
-            processing.link_templates(conn, shard)
+        for shard in execution.split_queue(conn, "rt", ProcessingSettings()):
+            execution.link_templates(conn, shard)
         linked = conn.execute(
             "SELECT template_id, template_version FROM mc.rt_event WHERE id = %s", (event_id,)
         )

@@ -11,8 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from messagecenter.api import create_app
-from messagecenter.config import Settings
-from messagecenter.templates import load_template_file, publish_templates
+from messagecenter.core.settings import Settings
+from messagecenter.templates.files import load_template_file
+from messagecenter.templates.publishing import publish_templates
 from tests.conftest import REPO, airflow_uri
 
 pytestmark = pytest.mark.airflow

@@ -10,14 +10,9 @@ from typing import Any
 
 import pytest
 
-from messagecenter import config
-from messagecenter.delivery import (
-    HttpTransport,
-    Outcome,
-    OutgoingMessage,
-    SmtpTransport,
-    transport_for,
-)
+from messagecenter.airflow.transports import http_transport, transport_for
+from messagecenter.core import settings as config
+from messagecenter.delivery import HttpTransport, Outcome, OutgoingMessage, SmtpTransport
 from tests.sinks import HttpSink, Provider, Reply, free_port
 
 CONN_ID = "mc_http_test"
@@ -55,7 +50,7 @@ def push(channel: int, **kwargs: Any) -> OutgoingMessage:
 
 
 def test_sms_is_posted_as_json_with_basic_auth(provider):
-    with HttpTransport(CONN_ID) as transport:
+    with http_transport(CONN_ID) as transport:
         result = transport.send(sms())
 
     assert result.outcome is Outcome.SENT, result.error
@@ -72,7 +67,7 @@ def test_sms_is_posted_as_json_with_basic_auth(provider):
 
 @pytest.mark.parametrize(("channel", "platform"), [(41, "ios"), (42, "android")])
 def test_push_body(provider, channel, platform):
-    with HttpTransport(CONN_ID) as transport:
+    with http_transport(CONN_ID) as transport:
         with_data = transport.send(push(channel, data={"order": 42, "deep_link": "app://o/42"}))
         without_data = transport.send(push(channel))
 
@@ -90,7 +85,7 @@ def test_push_body(provider, channel, platform):
 
 def test_bearer_token_and_extra_headers(monkeypatch, provider):
     use_connection(monkeypatch, provider.port, token="tok-XYZ", headers={"X-Api-Key": "key-1"})
-    with HttpTransport(CONN_ID) as transport:
+    with http_transport(CONN_ID) as transport:
         transport.send(sms())
 
     headers = provider.requests[0].headers
@@ -102,7 +97,7 @@ def test_bearer_token_and_extra_headers(monkeypatch, provider):
 def test_uri_connection_with_schema_as_path(monkeypatch, provider):
     # The URI form operators type: the scheme part is the connection type, the path is the schema.
     monkeypatch.setenv(ENV, f"http://bob:p%40ss@127.0.0.1:{provider.port}/http?endpoint=%2Fsms")
-    with HttpTransport(CONN_ID) as transport:
+    with http_transport(CONN_ID) as transport:
         result = transport.send(sms())
 
     assert result.outcome is Outcome.SENT, result.error
@@ -125,7 +120,7 @@ def test_uri_connection_with_schema_as_path(monkeypatch, provider):
 )
 def test_status_classification(provider, reply, outcome, message_id):
     provider.replies.append(reply)
-    with HttpTransport(CONN_ID) as transport:
+    with http_transport(CONN_ID) as transport:
         result = transport.send(sms())
 
     assert result.outcome is outcome
@@ -140,7 +135,7 @@ def test_status_classification(provider, reply, outcome, message_id):
 
 def test_long_answer_is_truncated(provider):
     provider.replies.append(Reply(500, "x" * 5000))
-    with HttpTransport(CONN_ID) as transport:
+    with http_transport(CONN_ID) as transport:
         result = transport.send(sms())
 
     assert result.outcome is Outcome.TRANSIENT
@@ -149,7 +144,7 @@ def test_long_answer_is_truncated(provider):
 
 def test_slow_provider_times_out_as_transient(provider):
     provider.replies.append(Reply(delay=1.0))
-    with HttpTransport(CONN_ID, timeout=0.2) as transport:
+    with http_transport(CONN_ID, timeout=0.2) as transport:
         started = time.monotonic()
         result = transport.send(sms())
         elapsed = time.monotonic() - started
@@ -161,7 +156,7 @@ def test_slow_provider_times_out_as_transient(provider):
 
 def test_closed_port_is_transient_and_secrets_stay_out(monkeypatch):
     use_connection(monkeypatch, free_port(), login="acme", password="hunter22", token="tok-SECRET")
-    with HttpTransport(CONN_ID) as transport:
+    with http_transport(CONN_ID) as transport:
         results = [transport.send(sms()), transport.send(push(41))]
 
     assert [r.outcome for r in results] == [Outcome.TRANSIENT] * 2
@@ -170,7 +165,7 @@ def test_closed_port_is_transient_and_secrets_stay_out(monkeypatch):
 
 
 def test_undefined_connection_is_transient():
-    with HttpTransport("mc_http_not_defined") as transport:
+    with http_transport("mc_http_not_defined") as transport:
         result = transport.send(sms())
 
     assert result.outcome is Outcome.TRANSIENT
@@ -178,9 +173,9 @@ def test_undefined_connection_is_transient():
 
 
 def test_one_pooled_client_per_with_block(provider):
-    with HttpTransport(CONN_ID) as transport:
+    with http_transport(CONN_ID) as transport:
         results = [transport.send(sms(event_id=i)) for i in range(3)]
-    with HttpTransport(CONN_ID) as transport:
+    with http_transport(CONN_ID) as transport:
         results.append(transport.send(sms(event_id=3)))
 
     assert [r.outcome for r in results] == [Outcome.SENT] * 4
@@ -196,7 +191,7 @@ def test_one_pooled_client_per_with_block(provider):
     ids=["email-channel", "not-json"],
 )
 def test_unsendable_message_is_permanent(provider, message):
-    with HttpTransport(CONN_ID) as transport:
+    with http_transport(CONN_ID) as transport:
         result = transport.send(message)
 
     assert result.outcome is Outcome.PERMANENT
@@ -204,7 +199,7 @@ def test_unsendable_message_is_permanent(provider, message):
 
 
 def test_send_outside_with_block_does_not_raise():
-    assert HttpTransport(CONN_ID).send(sms()).outcome is Outcome.TRANSIENT
+    assert http_transport(CONN_ID).send(sms()).outcome is Outcome.TRANSIENT
 
 
 @pytest.mark.parametrize(
@@ -219,7 +214,7 @@ def test_send_outside_with_block_does_not_raise():
 def test_transport_for(channel, cls, conn_id):
     transport = transport_for(channel)
     assert type(transport) is cls
-    assert getattr(transport, "smtp_conn_id", getattr(transport, "http_conn_id", None)) == conn_id
+    assert transport.name == conn_id
 
 
 def test_transport_for_unknown_channel():

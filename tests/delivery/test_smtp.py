@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from messagecenter.delivery import Outcome, OutgoingMessage, SmtpTransport
-from messagecenter.exceptions import ConfigError
+from messagecenter.airflow.transports import smtp_transport
+from messagecenter.core.errors import ConfigError
+from messagecenter.delivery import Outcome, OutgoingMessage
 from tests.sinks import SENDER, Recorder, free_port
 
 CONN_ID = "mc_smtp_test"
@@ -56,7 +57,7 @@ def email(event_id: int = 1, **kwargs: Any) -> OutgoingMessage:
 
 def test_sends_multipart_alternative_with_tracing_headers(smtp_server):
     recorder, _ = smtp_server()
-    with SmtpTransport(CONN_ID) as transport:
+    with smtp_transport(CONN_ID) as transport:
         result = transport.send(email(event_id=123_456))
 
     assert result.outcome is Outcome.SENT, result.error
@@ -84,7 +85,7 @@ def test_sends_multipart_alternative_with_tracing_headers(smtp_server):
 )
 def test_a_single_part_is_sent_alone(smtp_server, html, text, content_type):
     recorder, _ = smtp_server()
-    with SmtpTransport(CONN_ID) as transport:
+    with smtp_transport(CONN_ID) as transport:
         result = transport.send(email(html=html, text=text))
 
     assert result.outcome is Outcome.SENT, result.error
@@ -95,9 +96,9 @@ def test_a_single_part_is_sent_alone(smtp_server, html, text, content_type):
 
 def test_one_connection_per_with_block(smtp_server):
     recorder, _ = smtp_server()
-    with SmtpTransport(CONN_ID) as transport:
+    with smtp_transport(CONN_ID) as transport:
         results = [transport.send(email(event_id=i, address=f"u{i}@example.org")) for i in range(3)]
-    with SmtpTransport(CONN_ID) as transport:
+    with smtp_transport(CONN_ID) as transport:
         results.append(transport.send(email(event_id=3)))
 
     assert [r.outcome for r in results] == [Outcome.SENT] * 4
@@ -110,7 +111,7 @@ def test_one_connection_per_with_block(smtp_server):
 
 def test_from_email_argument_overrides_the_connection(smtp_server):
     recorder, _ = smtp_server()
-    with SmtpTransport(CONN_ID, from_email="Shop <shop@shop.example>") as transport:
+    with smtp_transport(CONN_ID, from_email="Shop <shop@shop.example>") as transport:
         result = transport.send(email())
 
     assert result.outcome is Outcome.SENT, result.error
@@ -123,7 +124,7 @@ def test_from_email_argument_overrides_the_connection(smtp_server):
 def test_missing_sender_is_a_config_error(monkeypatch, smtp_server):
     _, controller = smtp_server()
     use_connection(monkeypatch, controller.port, from_email=None)
-    with pytest.raises(ConfigError, match="from_email"), SmtpTransport(CONN_ID):
+    with pytest.raises(ConfigError, match="from_email"), smtp_transport(CONN_ID):
         pass
 
 
@@ -139,7 +140,7 @@ def test_missing_sender_is_a_config_error(monkeypatch, smtp_server):
 )
 def test_refusals_are_classified_by_code(smtp_server, server_args, outcome, code):
     recorder, _ = smtp_server(**server_args)
-    with SmtpTransport(CONN_ID) as transport:
+    with smtp_transport(CONN_ID) as transport:
         refused = transport.send(email(event_id=1))
         recorder.rcpt_reply = None
         after = transport.send(email(event_id=2))
@@ -156,7 +157,7 @@ def test_refusals_are_classified_by_code(smtp_server, server_args, outcome, code
 
 def test_421_closes_and_the_next_send_reconnects(smtp_server):
     recorder, _ = smtp_server(data_replies=deque(["421 4.7.0 too many messages, closing"]))
-    with SmtpTransport(CONN_ID) as transport:
+    with smtp_transport(CONN_ID) as transport:
         first = transport.send(email(event_id=1))
         second = transport.send(email(event_id=2))
         opened = transport.connections_opened
@@ -170,7 +171,7 @@ def test_421_closes_and_the_next_send_reconnects(smtp_server):
 
 def test_server_gone_mid_chunk_is_transient_and_reconnects_once(smtp_server):
     recorder, controller = smtp_server()
-    with SmtpTransport(CONN_ID) as transport:
+    with smtp_transport(CONN_ID) as transport:
         ok = transport.send(email(event_id=1))
         controller.stop()  # drops the open connection; nothing listens any more
         lost = transport.send(email(event_id=2))
@@ -186,13 +187,13 @@ def test_server_gone_mid_chunk_is_transient_and_reconnects_once(smtp_server):
     assert gave_up.error == reconnect.error
     assert opened == 1
     assert [r.mail["X-MC-Event-Id"] for r in recorder.received] == ["1"]
-    with SmtpTransport(CONN_ID) as transport:  # the next chunk connects again
+    with smtp_transport(CONN_ID) as transport:  # the next chunk connects again
         assert transport.send(email(event_id=5)).outcome is Outcome.SENT
 
 
 def test_refused_port_is_transient_for_every_message(monkeypatch):
     use_connection(monkeypatch, free_port())
-    with SmtpTransport(CONN_ID) as transport:
+    with smtp_transport(CONN_ID) as transport:
         results = [transport.send(email(event_id=i)) for i in range(2)]
 
     assert [r.outcome for r in results] == [Outcome.TRANSIENT] * 2
@@ -202,7 +203,7 @@ def test_refused_port_is_transient_for_every_message(monkeypatch):
 
 
 def test_undefined_connection_is_transient():
-    with SmtpTransport("mc_smtp_not_defined") as transport:
+    with smtp_transport("mc_smtp_not_defined") as transport:
         result = transport.send(email())
 
     assert result.outcome is Outcome.TRANSIENT
@@ -220,7 +221,7 @@ def test_undefined_connection_is_transient():
 )
 def test_unsendable_message_is_permanent_and_nothing_is_sent(smtp_server, message):
     recorder, _ = smtp_server()
-    with SmtpTransport(CONN_ID) as transport:
+    with smtp_transport(CONN_ID) as transport:
         bad = transport.send(message)
         good = transport.send(email(event_id=2))
 
@@ -233,7 +234,7 @@ def test_unsendable_message_is_permanent_and_nothing_is_sent(smtp_server, messag
 def test_long_ascii_lines_are_encoded_and_arrive_intact(smtp_server):
     recorder, _ = smtp_server()
     html = "<p>" + "x" * 3000 + "</p>"
-    with SmtpTransport(CONN_ID) as transport:
+    with smtp_transport(CONN_ID) as transport:
         assert transport.send(email(html=html, text=None)).outcome is Outcome.SENT
     mail = recorder.received[0].mail
     assert mail["Content-Transfer-Encoding"] == "base64"

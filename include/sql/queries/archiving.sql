@@ -115,3 +115,22 @@ WHERE id IN (
       AND txid < (SELECT txid FROM mc.status_watermark WHERE name = 'delivery_log')
     LIMIT %(limit)s
 );
+
+-- name: get_archive_mark
+SELECT archived_until FROM mc.archive_mark;
+
+-- name: database_now
+-- The execution database's clock: an interval that ends after it cannot be archived yet.
+SELECT now();
+
+-- name: set_snapshot_read_only
+-- One snapshot for both queues and the logs of an archiving run.
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+
+-- name: copy_out_binary
+-- Stream a named select (select_events, select_logs) out of the execution database...
+COPY ({select}) TO STDOUT (FORMAT BINARY);
+
+-- name: copy_in_binary
+-- ... straight into a staging table on control.
+COPY {stage} FROM STDIN (FORMAT BINARY);

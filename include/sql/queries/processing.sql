@@ -1,6 +1,10 @@
 -- Statements of the execution workflows. `{events}` is the queue's table (mc.rt_event or
 -- mc.batch_event), filled in with psycopg.sql.Identifier; values are %(named)s parameters.
 
+-- name: next_batch_id
+-- One id per split run: the events it claims carry it until they are linked.
+SELECT nextval('mc.batch_seq');
+
 -- name: claim_pending
 -- Claim one chunk of due, pending events for a split run; return per (event type, channel) stats.
 -- status stays 0 (pending) and claimed_until is a lease: a crashed run's events come back after it.
@@ -32,14 +36,6 @@ WHERE status = 1 AND next_try <= now()
   AND NOT EXISTS (SELECT 1 FROM mc.delivery_log AS l WHERE l.event_id = e.id)
 GROUP BY event_type, channel;
 
--- name: latest_template
--- The most recently published template of an (event type, channel).
-SELECT template_id, version
-FROM mc.published_template
-WHERE event_type = %(event_type)s AND channel = %(channel)s
-ORDER BY published_at DESC, version DESC
-LIMIT 1;
-
 -- name: link_template
 -- 0 -> 1: link the shard's claimed events to the template; deliverable now.
 UPDATE {events}
@@ -54,6 +50,15 @@ UPDATE {events}
 SET status = 5, next_try = NULL, processed = now(), last_modified = now()
 WHERE batch_id = %(batch_id)s AND event_type = %(event_type)s AND channel = %(channel)s
   AND id BETWEEN %(min_id)s AND %(max_id)s AND status = 0;
+
+-- name: set_lease_timeout
+-- A delivery chunk's lease: the server ends the session if it stays silent this long inside the
+-- chunk's transaction (a hung worker), which frees the chunk's row locks. This transaction only.
+SELECT set_config('idle_in_transaction_session_timeout', %(timeout)s, true);
+
+-- name: keep_alive
+-- A live worker speaks between messages, which restarts the idle-in-transaction clock.
+SELECT 1;
 
 -- name: claim_for_delivery
 -- Claim one delivery chunk of the shard: linked events due now, past the previous chunk's last
@@ -79,6 +84,12 @@ FOR UPDATE SKIP LOCKED;
 -- and let go of their locks between the two. A new statement's snapshot sees its log.
 SELECT event_id FROM mc.delivery_log WHERE event_id = ANY(%(ids)s);
 
+-- name: copy_delivery_logs
+-- Final results of a chunk, in the column order of execution.deliver.LOG_COLUMNS.
+COPY mc.delivery_log (event_id, queue, status, channel, address, template_id, template_version,
+                      message_id, provider_answer, error, tries)
+FROM STDIN;
+
 -- name: insert_delivery_logs
 -- Final results of a chunk; a second final log for an event (redelivery after a crash) is dropped.
 INSERT INTO mc.delivery_log
@@ -97,15 +108,13 @@ SET errors = v.errors, next_try = v.next_try, last_modified = now()
 FROM unnest(%(id)s::bigint[], %(errors)s::integer[], %(next_try)s::timestamptz[]) AS v(id, errors, next_try)
 WHERE {events}.id = v.id AND status = 1;
 
--- name: published_templates
--- The template versions a delivery chunk needs.
-SELECT id, template_id, version, event_type, channel, subject, html, text, data
-FROM mc.published_template
-WHERE (template_id, version) IN (SELECT * FROM unnest(%(template_id)s::bigint[], %(version)s::integer[]));
-
 -- name: quarantined
 -- Which of these addresses must not receive messages on this channel.
 SELECT address FROM mc.quarantine WHERE channel = %(channel)s AND address = ANY(%(addresses)s);
+
+-- name: listen_rt_events
+-- The rt queue's statement trigger notifies this channel when an insert commits.
+LISTEN mc_rt_event;
 
 -- name: completed_txid
 -- Every transaction below this id has ended: delivery logs below it can no longer appear late.

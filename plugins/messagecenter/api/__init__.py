@@ -1,4 +1,4 @@
-"""The intake API (DESIGN §5).
+"""The intake API.
 
 Mounted in the Airflow API server by the plugin under ``/messagecenter``, or run on its own for
 scale-out: ``uvicorn messagecenter.api:app`` (with ``plugins/`` on ``PYTHONPATH``).

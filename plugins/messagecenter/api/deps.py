@@ -14,8 +14,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
-from messagecenter.config import API_CONN_ID, Settings, get_settings
-from messagecenter.db import MessageCenterDbHook
+from messagecenter.airflow.hooks import MessageCenterDbHook
+from messagecenter.core.settings import API_CONN_ID, Settings, get_settings
 
 log = logging.getLogger(__name__)
 

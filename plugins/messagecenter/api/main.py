@@ -15,11 +15,11 @@ from fastapi.routing import APIRoute
 from psycopg_pool import PoolTimeout
 
 from messagecenter import __version__
+from messagecenter.airflow.registry_sync import poll_registry
 from messagecenter.api.deps import ApiState, require_token
 from messagecenter.api.routes import archiving, events, health
-from messagecenter.config import Settings
-from messagecenter.exceptions import ConfigError
-from messagecenter.registry_sync import poll_registry
+from messagecenter.core.errors import ConfigError
+from messagecenter.core.settings import Settings
 
 log = logging.getLogger(__name__)
 

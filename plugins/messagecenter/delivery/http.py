@@ -1,28 +1,29 @@
 """SMS and push over a provider's JSON HTTP API: one pooled client per chunk, every answer classified.
 
-The provider is described by an Airflow connection (``mc_sms``, ``mc_push``), read when the chunk
-starts, never at import or DAG parse time. Each message is one ``POST`` of a small JSON document; the
-event id travels along so a provider (or a gateway in front of it) can drop the duplicate that a retry
-after a timeout may produce.
+The provider is an :class:`HttpEndpoint`, read when the chunk starts, never at import or DAG parse
+time (``messagecenter.airflow.transports`` reads it from the ``mc_sms`` / ``mc_push`` connection).
+Each message is one ``POST`` of a small JSON document; the event id travels along so a provider (or a
+gateway in front of it) can drop the duplicate that a retry after a timeout may produce.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import httpx
 
+from messagecenter.core.errors import ConfigError
+from messagecenter.core.types import Channel
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, truncate
-from messagecenter.exceptions import ConfigError
 
 log = logging.getLogger(__name__)
 
-SMS_CHANNEL = 1
-PUSH_PLATFORMS = {41: "ios", 42: "android"}
+PUSH_PLATFORMS = {Channel.IOS: "ios", Channel.ANDROID: "android"}
 
 
 @dataclass(frozen=True)
@@ -42,54 +43,9 @@ class HttpEndpoint:
         return f"HttpEndpoint(url={self.url!r}, headers={sorted(self.headers)!r}, auth={bool(self.auth)})"
 
 
-def endpoint_from_airflow(conn_id: str) -> HttpEndpoint:
-    """Build the :class:`HttpEndpoint` of Airflow connection ``conn_id``.
-
-    Base URL: ``schema`` (http or https, default http) + ``host`` + ``port``; a ``host`` that already
-    holds a scheme (``https://api.example.com``) is used as is, like ``HttpHook`` does. Extras:
-    ``endpoint`` (path, default ``/``), ``headers`` (object), ``token`` (sent as ``Authorization:
-    Bearer``, and then login/password are not used); otherwise login/password mean HTTP basic auth.
-    """
-    from airflow.sdk import BaseHook  # heavy import, kept out of module scope
-
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:  # AirflowNotFoundException and secrets backend errors alike
-        raise ConfigError(f"Airflow connection {conn_id!r} is not usable: {exc}") from exc
-    host = (conn.host or "").strip()
-    if not host:
-        raise ConfigError(f"connection {conn_id!r} has no host")
-    if "://" in host:
-        base = host.rstrip("/")
-    else:
-        scheme = (conn.schema or "http").strip().lower()
-        if scheme not in ("http", "https"):
-            raise ConfigError(f"connection {conn_id!r}: schema must be http or https, not {conn.schema!r}")
-        base = f"{scheme}://{host}"
-    if conn.port:
-        base += f":{conn.port}"
-    extra = conn.extra_dejson or {}
-    endpoint = str(extra.get("endpoint") or "/")
-    headers = extra.get("headers") or {}
-    if isinstance(headers, str):  # an extra typed in the UI as a JSON string
-        try:
-            headers = json.loads(headers)
-        except ValueError:
-            headers = None
-    if not isinstance(headers, dict):
-        raise ConfigError(f'connection {conn_id!r}: extra "headers" must be a JSON object')
-    headers = {str(k): str(v) for k, v in headers.items()}
-    auth = None
-    if extra.get("token"):
-        headers["Authorization"] = f"Bearer {extra['token']}"
-    elif conn.login:
-        auth = (conn.login, conn.password or "")
-    return HttpEndpoint(url=f"{base}/{endpoint.lstrip('/')}", headers=headers, auth=auth)
-
-
 def request_body(message: OutgoingMessage) -> dict[str, Any]:
     """The JSON document posted for one SMS (channel 1) or push (41 iOS, 42 Android) message."""
-    if message.channel == SMS_CHANNEL:
+    if message.channel == Channel.SMS:
         return {"to": message.address, "text": message.text, "event_id": message.event_id}
     if message.channel in PUSH_PLATFORMS:
         return {
@@ -128,18 +84,22 @@ def classify_status(status: int) -> Outcome:
 
 
 class HttpTransport:
-    """POST SMS and push messages to the JSON API described by an Airflow connection.
+    """POST SMS and push messages to a provider's JSON API.
 
-    ``with transport:`` reads the connection and opens one pooled ``httpx.Client`` (kept-alive
-    connections) for the chunk. If the connection is missing or invalid, nothing is raised: every
-    ``send`` answers ``TRANSIENT`` with the reason, so the events are retried later.
+    ``with transport:`` reads the endpoint and opens one pooled ``httpx.Client`` (kept-alive
+    connections) for the chunk. If the endpoint cannot be read (:class:`ConfigError`), nothing is
+    raised: every ``send`` answers ``TRANSIENT`` with the reason, so the events are retried later.
 
-    :param http_conn_id: Airflow connection of the provider (see :func:`endpoint_from_airflow`).
+    :param read_endpoint: returns the provider's endpoint; called once per chunk.
+    :param name: the provider's name in logs and errors (its connection id).
     :param timeout: seconds allowed for each of connect, write, read (not for the whole request).
     """
 
-    def __init__(self, http_conn_id: str, *, timeout: float = 10.0) -> None:
-        self.http_conn_id = http_conn_id
+    def __init__(
+        self, read_endpoint: Callable[[], HttpEndpoint], *, name: str, timeout: float = 10.0
+    ) -> None:
+        self.read_endpoint = read_endpoint
+        self.name = name
         self.timeout = timeout
         self._endpoint: HttpEndpoint | None = None
         self._client: httpx.Client | None = None
@@ -148,10 +108,10 @@ class HttpTransport:
     def __enter__(self) -> HttpTransport:
         self._error = None
         try:
-            self._endpoint = endpoint_from_airflow(self.http_conn_id)
+            self._endpoint = self.read_endpoint()
         except ConfigError as exc:
             self._error = str(exc)
-            log.warning("HTTP transport %r: %s", self.http_conn_id, exc)
+            log.warning("HTTP transport %r: %s", self.name, exc)
             return self
         self._client = httpx.Client(
             timeout=self.timeout,

@@ -1,9 +1,11 @@
 """E-mail over SMTP: one authenticated connection per chunk, every answer classified.
 
-The connection is opened by Airflow's ``SmtpHook`` (so host, port, credentials, SSL/STARTTLS, timeout
-and retries come from the ``mc_smtp`` connection like for any Airflow e-mail), but the message is built
-and sent here: the hook's ``send_email_smtp`` blindly retries any exception (a message the server
-already accepted could go out twice) and raises instead of telling a 4xx from a 5xx.
+The transport is handed a function that opens an authenticated ``smtplib`` client:
+``messagecenter.airflow.transports`` opens it with Airflow's ``SmtpHook``, so host, port,
+credentials, SSL/STARTTLS, timeout and retries come from the ``mc_smtp`` connection like for any
+Airflow e-mail. The message is built and sent here: the hook's ``send_email_smtp`` blindly retries
+any exception (a message the server already accepted could go out twice) and raises instead of
+telling a 4xx from a 5xx.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import smtplib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.header import Header
 from email.message import Message
@@ -18,15 +21,28 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, make_msgid, parseaddr
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
+from messagecenter.core.errors import ConfigError
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, truncate
-from messagecenter.exceptions import ConfigError
-
-if TYPE_CHECKING:
-    from airflow.providers.smtp.hooks.smtp import SmtpHook
 
 log = logging.getLogger(__name__)
+
+
+class SmtpClient(NamedTuple):
+    """An open, authenticated connection, and the sender its configuration names (if any)."""
+
+    client: smtplib.SMTP
+    from_email: str | None
+
+
+class SmtpOpenError(Exception):
+    """The connection could not be opened; ``client`` is whatever was half-built, to be closed."""
+
+    def __init__(self, message: str, client: smtplib.SMTP | None = None) -> None:
+        super().__init__(message)
+        self.client = client
+
 
 EVENT_ID_HEADER = "X-MC-Event-Id"
 
@@ -60,9 +76,9 @@ def _text_part(body: str, subtype: str) -> MIMEText:
 
 
 class SmtpTransport:
-    """Send e-mail through the SMTP server of an Airflow ``smtp`` connection.
+    """Send e-mail through one SMTP server.
 
-    ``with transport:`` opens one connection (through ``SmtpHook``); ``send`` reuses it for every
+    ``with transport:`` opens one connection (``open_client``); ``send`` reuses it for every
     message of the chunk. If the connection cannot be opened, nothing is raised: every ``send`` answers
     ``TRANSIENT`` with the reason, so the events are retried later with backoff. If the server drops
     the connection mid-chunk (many servers cap messages per connection), the next ``send`` reconnects
@@ -72,19 +88,21 @@ class SmtpTransport:
     A missing sender address is a configuration error, not a delivery problem: ``__enter__`` raises
     :class:`~messagecenter.exceptions.ConfigError` rather than fail every event of the chunk.
 
-    :param smtp_conn_id: Airflow connection (type ``smtp``; extras ``from_email``, ``disable_ssl``,
-        ``disable_tls``, ``timeout``, ``retry_limit`` as understood by ``SmtpHook``).
-    :param from_email: sender (``From`` header and envelope); default: the connection's ``from_email``
-        extra.
+    :param open_client: opens an authenticated client; raises :class:`SmtpOpenError` (or any
+        exception) when it cannot.
+    :param name: the server's name in logs and errors (its connection id).
+    :param from_email: sender (``From`` header and envelope); default: the one ``open_client`` names.
     """
 
-    def __init__(self, smtp_conn_id: str = "mc_smtp", *, from_email: str | None = None) -> None:
-        self.smtp_conn_id = smtp_conn_id
+    def __init__(
+        self, open_client: Callable[[], SmtpClient], *, name: str, from_email: str | None = None
+    ) -> None:
+        self.open_client = open_client
+        self.name = name
         self._from_email_arg = from_email
         self._from_email: str | None = None
         self._envelope_from = ""
         self._msgid_domain: str | None = None
-        self._hook: SmtpHook | None = None
         self._client: smtplib.SMTP | None = None
         self._error: str | None = None  # why there is no usable connection
         self._may_reconnect = False
@@ -106,36 +124,27 @@ class SmtpTransport:
 
     def _connect(self) -> None:
         """Open and authenticate a connection; on failure remember why instead of raising."""
-        from airflow.providers.smtp.hooks.smtp import SmtpHook  # heavy import, kept out of module scope
-
-        # A fresh hook each time: after a failed get_conn() a hook may keep a half-open client and would
-        # hand it back, unauthenticated, on the next call.
-        hook = SmtpHook(self.smtp_conn_id)
         try:
-            hook.get_conn()
-        except Exception as exc:  # AirflowException (unknown connection, retries exhausted), OSError, SMTP*
-            # get_conn() does not close a client it built before failing (e.g. at STARTTLS or login).
-            self._close_quietly(hook._smtp_client)  # type: ignore[arg-type]
-            self._error = f"cannot open SMTP connection {self.smtp_conn_id!r}: {type(exc).__name__}: {exc}"
+            client, configured_sender = self.open_client()
+        except Exception as exc:  # SmtpOpenError, OSError, SMTP*: the events are retried later
+            cause = exc.__cause__ if isinstance(exc, SmtpOpenError) and exc.__cause__ else exc
+            if isinstance(exc, SmtpOpenError):
+                self._close_quietly(exc.client)
+            self._error = f"cannot open SMTP connection {self.name!r}: {type(cause).__name__}: {cause}"
             log.warning("%s", self._error)
             return
-        # SmtpHook has no public accessor for its smtplib client; get_conn() stores it here.
-        client = hook._smtp_client
-        if not isinstance(client, smtplib.SMTP):  # SMTP_SSL is a subclass; aiosmtplib is the async path
-            self._close_quietly(client)  # type: ignore[arg-type]
-            raise TypeError(f"SmtpHook returned an unexpected client {type(client).__name__}")
         if self._from_email is None:
-            self._set_sender(self._from_email_arg or hook.from_email, client)
-        self._hook, self._client, self._error = hook, client, None
+            self._set_sender(self._from_email_arg or configured_sender, client)
+        self._client, self._error = client, None
         self.connections_opened += 1
-        log.debug("SMTP connection %r opened (%s)", self.smtp_conn_id, "SSL" if hook.use_ssl else "plain")
+        log.debug("SMTP connection %r opened", self.name)
 
     def _set_sender(self, from_email: str | None, client: smtplib.SMTP) -> None:
         address = parseaddr(from_email or "")[1]
         if "@" not in address:
             self._close_quietly(client)
             raise ConfigError(
-                f"no sender address for SMTP connection {self.smtp_conn_id!r}: pass from_email or set the "
+                f"no sender address for SMTP connection {self.name!r}: pass from_email or set the "
                 f'connection extra "from_email" (got {from_email!r})'
             )
         self._from_email = from_email
@@ -143,11 +152,11 @@ class SmtpTransport:
         self._msgid_domain = address.rpartition("@")[2]
 
     def _disconnect(self, *, polite: bool = False) -> None:
-        client, self._client, self._hook = self._client, None, None
+        client, self._client = self._client, None
         if client is None:
             return
         if polite and client.sock is not None:
-            # SmtpHook.__exit__ only closes the socket; QUIT is kinder to the server.
+            # Closing only drops the socket; QUIT is kinder to the server.
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 client.quit()
         self._close_quietly(client)
@@ -166,7 +175,7 @@ class SmtpTransport:
             self._error = "SMTP server closed the connection"
         if self._may_reconnect:
             self._may_reconnect = False
-            log.info("SMTP connection %r lost (%s), reconnecting", self.smtp_conn_id, self._error)
+            log.info("SMTP connection %r lost (%s), reconnecting", self.name, self._error)
             self._connect()
         return self._client
 

@@ -9,9 +9,9 @@ import asyncio
 
 from fastapi import APIRouter, HTTPException, status
 
-from messagecenter import registry
-from messagecenter.exceptions import ConfigError
-from messagecenter.models import ArchivingWorkflow
+from messagecenter.airflow import registry
+from messagecenter.api.models import ArchivingWorkflow
+from messagecenter.core.errors import ConfigError
 
 router = APIRouter(prefix="/archiving", tags=["archiving"])
 

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 
-from messagecenter import store
 from messagecenter.api.deps import ApiState, ConnDep, StateDep
-from messagecenter.config import Queue
-from messagecenter.intake import EventIn, IntakeError, decode_push, request_schema
-from messagecenter.models import EventCreated, EventPublic, EventsCreated
+from messagecenter.api.models import EventCreated, EventPublic, EventsCreated
+from messagecenter.core.types import Queue
+from messagecenter.intake import store
+from messagecenter.intake.decode import EventIn, IntakeError, decode_push, request_schema
 
 router = APIRouter(prefix="/events", tags=["events"])
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from messagecenter import schema, store
 from messagecenter.api.deps import ConnDep, StateDep
-from messagecenter.models import Health
+from messagecenter.api.models import Health
+from messagecenter.db import schema
+from messagecenter.intake import store
 
 router = APIRouter(tags=["health"])
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, LiteralString, cast, get_args
 
 import psycopg
 
-from messagecenter.exceptions import SchemaError
+from messagecenter.core.errors import SchemaError
+from messagecenter.db.queries import query, sql_dir
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +27,6 @@ COMPONENTS: tuple[Component, ...] = get_args(Component)
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Any constant works; it only has to be the same for every deployer of this package.
 _ADVISORY_LOCK_KEY = 0x4D43_5343  # "MCSC"
-
-_BOOTSTRAP = """
-CREATE SCHEMA IF NOT EXISTS mc;
-CREATE TABLE IF NOT EXISTS mc.schema_migration (
-    component  text        NOT NULL,
-    version    integer     NOT NULL,
-    name       text        NOT NULL,
-    checksum   text        NOT NULL,
-    applied_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (component, version)
-)
-"""
-
-
-def sql_dir() -> Path:
-    """Folder of the versioned DDL: ``MC_SQL_DIR`` or the repository's ``include/sql``."""
-    return Path(os.environ.get("MC_SQL_DIR") or Path(__file__).resolve().parents[2] / "include" / "sql")
 
 
 @dataclass(frozen=True)
@@ -75,12 +58,10 @@ def available_migrations(component: Component, root: Path | None = None) -> list
 
 def applied_versions(conn: psycopg.Connection[Any], component: Component) -> dict[int, str]:
     """Version -> checksum of what is recorded in the database (empty if never migrated)."""
-    exists = conn.execute("SELECT to_regclass('mc.schema_migration') IS NOT NULL").fetchone()
+    exists = conn.execute(query("migrations_table_exists")).fetchone()
     if not exists or not exists[0]:
         return {}
-    rows = conn.execute(
-        "SELECT version, checksum FROM mc.schema_migration WHERE component = %s", (component,)
-    ).fetchall()
+    rows = conn.execute(query("applied_versions"), {"component": component}).fetchall()
     return dict(rows)
 
 
@@ -96,8 +77,8 @@ def upgrade(conn: psycopg.Connection[Any], component: Component, root: Path | No
     newest = migrations[-1].version if migrations else 0
     applied_now: list[int] = []
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
-        conn.execute(_BOOTSTRAP)
+        conn.execute(query("lock_schema"), {"key": _ADVISORY_LOCK_KEY})
+        conn.execute(query("bootstrap_schema"))
         done = applied_versions(conn, component)
         if done and max(done) > newest:
             raise SchemaError(
@@ -115,11 +96,15 @@ def upgrade(conn: psycopg.Connection[Any], component: Component, root: Path | No
                 continue
             log.info("Applying %s schema version %s (%s)", component, migration.version, migration.name)
             with conn.transaction():
-                conn.execute(migration.sql)  # type: ignore[arg-type]  # trusted files shipped with the code
+                conn.execute(cast(LiteralString, migration.sql))  # trusted files shipped with the code
                 conn.execute(
-                    "INSERT INTO mc.schema_migration (component, version, name, checksum) "
-                    "VALUES (%s, %s, %s, %s)",
-                    (component, migration.version, migration.name, migration.checksum),
+                    query("record_version"),
+                    {
+                        "component": component,
+                        "version": migration.version,
+                        "name": migration.name,
+                        "checksum": migration.checksum,
+                    },
                 )
             applied_now.append(migration.version)
     log.info("%s schema is at version %s (%s applied now)", component, newest, len(applied_now) or "none")

@@ -32,7 +32,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 AIRFLOW = (sys.executable, "-m", "airflow")
 EXECUTION_DAGS = ("rtEventsProcessing", "batchEventsProcessing", "updateEventsStatus")
 # Environment marker carried by every child and grandchild: how stop() finds a process that left our

@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from messagecenter.config import DEFAULT_EXECUTION_CONN_ID
-from messagecenter.exceptions import ConfigError
+from messagecenter.core.errors import ConfigError
+from messagecenter.core.settings import DEFAULT_EXECUTION_CONN_ID
 
 # libpq parameters an operator may set in the connection's extra JSON.
 _LIBPQ_EXTRAS = frozenset(

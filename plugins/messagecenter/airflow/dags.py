@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import Asset
 
-from messagecenter.config import get_settings
+from messagecenter.core.settings import get_settings
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 OWNER = "messagecenter"

@@ -1,4 +1,4 @@
-"""Event statuses and channels, and the API's output models (the input contract is in ``intake``)."""
+"""The API's output models (the input contract is ``messagecenter.intake.decode``)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-Channel = Literal["email", "sms", "ios", "android"]
-# Campaign channel codes, as stored.
-CHANNEL_CODES: dict[str, int] = {"email": 0, "sms": 1, "ios": 41, "android": 42}
-CHANNEL_NAMES: dict[int, str] = {code: name for name, code in CHANNEL_CODES.items()}
-
-PENDING, PENDING_DELIVERY, SENT, IGNORED, FAILED, NOT_TAKEN_INTO_ACCOUNT, EXPIRED = range(7)
-STATUS_NAMES: dict[int, str] = {
-    PENDING: "Pending",
-    PENDING_DELIVERY: "Pending delivery",
-    SENT: "Sent",
-    IGNORED: "Ignored by the delivery",
-    FAILED: "Delivery failed",
-    NOT_TAKEN_INTO_ACCOUNT: "Event not taken into account",
-    EXPIRED: "Event expired",
-}
-FINAL_STATUSES = frozenset({SENT, IGNORED, FAILED, NOT_TAKEN_INTO_ACCOUNT, EXPIRED})
+from messagecenter.core.types import ChannelName
 
 
 class EventCreated(BaseModel):
@@ -43,7 +28,7 @@ class EventPublic(BaseModel):
     id: int
     queue: Literal["rt", "batch"]
     type: str
-    channel: Channel
+    channel: ChannelName
     status: int
     status_name: str
     email: str | None = None

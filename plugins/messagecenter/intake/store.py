@@ -1,4 +1,4 @@
-"""The execution event store: the ``rt`` and ``batch`` queues (DESIGN §4).
+"""The execution event store: the ``rt`` and ``batch`` queues.
 
 Writes are set-based: a batch is stored with one ``COPY`` after one id allocation query, whatever its
 size. Every function takes an open psycopg 3 connection and leaves transaction boundaries to itself
@@ -13,17 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg.rows import dict_row
 
-from messagecenter.config import QUEUES, Queue
-from messagecenter.ids import make_event_id
-from messagecenter.intake import EventIn
-from messagecenter.models import CHANNEL_NAMES, STATUS_NAMES
+from messagecenter.core.ids import make_event_id
+from messagecenter.core.types import QUEUES, Channel, Queue, Status
+from messagecenter.db.queries import query
+from messagecenter.intake.decode import EventIn
 
 log = logging.getLogger(__name__)
 
-# Columns written at intake, in COPY order.
+# Columns written at intake, in the order of the statement copy_events.
 INTAKE_COLUMNS = (
     "id",
     "event_type",
@@ -40,13 +39,6 @@ INTAKE_COLUMNS = (
     "scheduled",
 )
 _MAX_ATTEMPTS = 3  # a concurrent push of the same idempotency key makes us retry the transaction
-
-
-def event_table(queue: str) -> sql.Composed:
-    """``mc.rt_event`` or ``mc.batch_event``; any other queue name is refused."""
-    if queue not in QUEUES:
-        raise ValueError(f"unknown queue {queue!r}; choose from {', '.join(QUEUES)}")
-    return sql.SQL("{}.{}").format(sql.Identifier("mc"), sql.Identifier(f"{queue}_event"))
 
 
 @dataclass(frozen=True)
@@ -98,12 +90,11 @@ def insert_events(
 
     An event whose key is already stored is not stored again: its existing id is returned.
     """
-    table = event_table(queue)
     keys = dedup_keys(events, idempotency_key)
     for attempt in range(1, _MAX_ATTEMPTS + 1):
         try:
             with conn.transaction():
-                return _insert(conn, table, events, keys, instance_id)
+                return _insert(conn, queue, events, keys, instance_id)
         except psycopg.errors.UniqueViolation:
             # Another request stored one of our keys between our lookup and our write: look again.
             if attempt == _MAX_ATTEMPTS:
@@ -114,7 +105,7 @@ def insert_events(
 
 def _insert(
     conn: psycopg.Connection[Any],
-    table: sql.Composed,
+    queue: Queue,
     events: Sequence[EventIn],
     keys: list[str | None],
     instance_id: int,
@@ -122,8 +113,7 @@ def _insert(
     known: dict[str, int] = {}
     wanted = sorted({k for k in keys if k})
     if wanted:
-        query = sql.SQL("SELECT idempotency_key, id FROM {} WHERE idempotency_key = ANY(%s)").format(table)
-        known = dict(conn.execute(query, (wanted,)).fetchall())
+        known = dict(conn.execute(query("find_idempotency_keys", queue), {"keys": wanted}).fetchall())
 
     # Which positions need a new row: no key, or a key neither stored nor seen earlier in this request.
     new_positions: list[int] = []
@@ -138,20 +128,16 @@ def _insert(
     ids: list[int | None] = [known.get(k) if k else None for k in keys]
     if new_positions:
         # One round trip for all sequence values (binary int8[]: the cheapest form to ship back).
-        seqs = (
+        allocated = (
             conn.cursor(binary=True)
-            .execute(
-                "SELECT array_agg(nextval('mc.event_seq')) FROM generate_series(1, %s)", (len(new_positions),)
-            )
-            .fetchone()[0]  # type: ignore[index]
+            .execute(query("allocate_sequences"), {"n": len(new_positions)})
+            .fetchone()
         )
+        seqs: list[int] = allocated[0] if allocated else []
         new_ids = [make_event_id(instance_id, s) for s in sorted(seqs)]
         for position, event_id in zip(new_positions, new_ids, strict=True):
             ids[position] = event_id
-        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            table, sql.SQL(", ").join(map(sql.Identifier, INTAKE_COLUMNS))
-        )
-        with conn.cursor().copy(copy_sql) as copy:
+        with conn.cursor().copy(query("copy_events", queue)) as copy:
             for position, event_id in zip(new_positions, new_ids, strict=True):
                 copy.write_row(intake_row(event_id, events[position], keys[position]))
     for i, key in enumerate(keys):  # later duplicates inside the request share the first one's id
@@ -162,18 +148,13 @@ def _insert(
 
 def get_event(conn: psycopg.Connection[Any], queue: Queue, event_id: int) -> dict[str, Any] | None:
     """The event as a dict with its queue, channel name and status name, or ``None``."""
-    query = sql.SQL(
-        "SELECT id, event_type AS type, channel, status, email, mobile_phone, push_token, external_id,"
-        " language, country, origin, ctx, created, scheduled, template_id, template_version, errors,"
-        " next_try, processed, last_modified FROM {} WHERE id = %s"
-    ).format(event_table(queue))
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query, (event_id,)).fetchone()
+        row = cur.execute(query("get_event", queue), {"id": event_id}).fetchone()
     if row is None:
         return None
     row["queue"] = queue
-    row["channel"] = CHANNEL_NAMES[row["channel"]]
-    row["status_name"] = STATUS_NAMES[row["status"]]
+    row["channel"] = Channel(row["channel"]).label
+    row["status_name"] = Status(row["status"]).label
     return row
 
 
@@ -181,14 +162,11 @@ def pending_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
     """Events not yet in a final status (pending or pending delivery), per queue."""
     counts = {}
     for queue in QUEUES:
-        query = sql.SQL("SELECT count(*) FROM {} WHERE status IN (0, 1)").format(event_table(queue))
-        counts[queue] = conn.execute(query).fetchone()[0]  # type: ignore[index]
+        row = conn.execute(query("count_pending", queue)).fetchone()
+        counts[queue] = row[0] if row else 0
     return counts
 
 
 def status_counts(conn: psycopg.Connection[Any], queue: Queue) -> dict[int, int]:
     """Number of events per status code in ``queue`` (codes with no event are left out)."""
-    query = sql.SQL("SELECT status, count(*) FROM {} GROUP BY status ORDER BY status").format(
-        event_table(queue)
-    )
-    return dict(conn.execute(query).fetchall())
+    return dict(conn.execute(query("count_by_status", queue)).fetchall())

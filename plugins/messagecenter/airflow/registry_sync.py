@@ -4,7 +4,8 @@ The API server may use the metadata DB (DAG files may not), so the Message Cente
 a poll every ``MC_REGISTRY_POLL_SECONDS`` (catches ``airflow connections add`` and anything written
 straight to the DB) and a root middleware that syncs right after a successful write to
 ``/api/v2/connections`` (the UI and REST API), so the archiving DAG appears within a second or two.
-See ``shared/notes/airflow-connection-sync.md`` for what was verified on Airflow 3.3.2.
+Both were verified on Airflow 3.3.2: a plugin app's lifespan runs in the API server and may use the
+ORM there, and a root middleware sees the UI's connection edits.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import asyncio
 import logging
 from typing import Any
 
-from messagecenter import registry
-from messagecenter.config import get_settings
+from messagecenter.airflow import registry
+from messagecenter.core.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Decode and validate pushed events (DESIGN §5): the contract of ``POST /api/v1/events/{queue}``.
+"""Decode and validate pushed events: the contract of ``POST /api/v1/events/{queue}``.
 
 The intake path is the hottest code of an execution instance, so events are decoded with msgspec
 (already an Airflow dependency): one pass over the bytes, about five times faster than building
@@ -16,10 +16,11 @@ from typing import Annotated, Any
 
 import msgspec
 
-from messagecenter.models import CHANNEL_CODES, Channel
+from messagecenter.core.types import Channel, ChannelName
 
 DEFAULT_MAX_CTX_BYTES = 64 * 1024
 EMPTY_CTX = msgspec.Raw(b"{}")
+_CHANNEL_CODES = {channel.label: int(channel) for channel in Channel}
 
 EventType = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Email = Annotated[str, msgspec.Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
@@ -37,7 +38,7 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """
 
     type: EventType
-    channel: Channel = "email"
+    channel: ChannelName = "email"
     email: Email | None = None
     mobile_phone: Phone | None = None
     push_token: PushToken | None = None
@@ -54,7 +55,7 @@ class EventIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     @property
     def channel_code(self) -> int:
-        return CHANNEL_CODES[self.channel]
+        return _CHANNEL_CODES[self.channel]
 
     @property
     def ctx_json(self) -> str:

@@ -1,8 +1,9 @@
-"""Airflow operators of the execution workflows: thin wrappers over ``processing``.
+"""Airflow operators of the Message Center workflows: thin wrappers over the domain packages.
 
 Shaped like the common-sql operators: keyword-only arguments, the database hook built lazily in a
 ``cached_property`` (never while a DAG file is parsed), small results in XCom (shard descriptors
-and counts, never events).
+and counts, never events). Each operator implements ``run``; :meth:`MessageCenterOperator.execute`
+is the one place that decides whether a failure is retried.
 """
 
 from __future__ import annotations
@@ -14,12 +15,33 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from messagecenter import processing
-from messagecenter.config import EXEC_CONN_PREFIX, Queue, Settings, get_settings
-from messagecenter.db import MessageCenterDbHook
+from messagecenter import execution
+from messagecenter.airflow.hooks import MessageCenterDbHook
+from messagecenter.core.errors import ConfigError, is_permanent
+from messagecenter.core.settings import EXEC_CONN_PREFIX, Settings, get_settings
+from messagecenter.core.types import Queue
 
 
-class _ExecutionOperator(BaseOperator):
+class MessageCenterOperator(BaseOperator):
+    """Base of every Message Center operator: runs :meth:`run`, and fails at once (no retry) when
+    the error would happen again: configuration, schema and template errors. Transient ones (a late
+    writer, an unreachable database) keep Airflow's retries."""
+
+    def execute(self, context: Context) -> Any:
+        try:
+            return self.run(context)
+        except Exception as exc:
+            if is_permanent(exc):
+                self.log.error("Not retried (fix it, then clear the task): %s", exc)
+                raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+            raise
+
+    def run(self, context: Context) -> Any:
+        """The task's work (subclasses)."""
+        raise NotImplementedError
+
+
+class _ExecutionOperator(MessageCenterOperator):
     """Base: knows the execution database connection and the processing settings."""
 
     ui_color = "#e8f0fe"
@@ -49,9 +71,9 @@ class SplitQueueOperator(_ExecutionOperator):
         super().__init__(**kwargs)
         self.event_queue = event_queue
 
-    def execute(self, context: Context) -> list[dict[str, Any]]:
+    def run(self, context: Context) -> list[dict[str, Any]]:
         with self.hook.connect() as conn:
-            shards = processing.split_queue(conn, self.event_queue, self.settings.processing)
+            shards = execution.split_queue(conn, self.event_queue, self.settings.processing)
         return [shard.to_xcom() for shard in shards]
 
 
@@ -65,10 +87,10 @@ class LinkTemplatesOperator(_ExecutionOperator):
         super().__init__(**kwargs)
         self.shard = shard
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        shard = processing.Shard.from_xcom(self.shard)
+    def run(self, context: Context) -> dict[str, Any]:
+        shard = execution.Shard.from_xcom(self.shard)
         with self.hook.connect() as conn:
-            counts = processing.link_templates(conn, shard)
+            counts = execution.link_templates(conn, shard)
         counts.log(f"Link {shard.queue} {shard.event_type}/{shard.channel}")
         return shard.to_xcom()
 
@@ -83,12 +105,12 @@ class DeliverMessagesOperator(_ExecutionOperator):
         super().__init__(**kwargs)
         self.shard = shard
 
-    def execute(self, context: Context) -> dict[str, int]:
-        from messagecenter.delivery import transport_for
+    def run(self, context: Context) -> dict[str, int]:
+        from messagecenter.airflow.transports import transport_for
 
-        shard = processing.Shard.from_xcom(self.shard)
+        shard = execution.Shard.from_xcom(self.shard)
         with self.hook.connect() as conn:
-            counts = processing.deliver_shard(
+            counts = execution.deliver_shard(
                 conn, shard, self.settings.processing, transport_for=transport_for
             )
         counts.log(f"Deliver {shard.queue} {shard.event_type}/{shard.channel}")
@@ -106,10 +128,10 @@ class DrainRealtimeOperator(_ExecutionOperator):
         super().__init__(**kwargs)
         self.lifetime_seconds = lifetime_seconds
 
-    def execute(self, context: Context) -> dict[str, int]:
-        from messagecenter.delivery import transport_for
+    def run(self, context: Context) -> dict[str, int]:
+        from messagecenter.airflow.transports import transport_for
 
-        counts = processing.drain_realtime(
+        counts = execution.drain_realtime(
             self.hook.connect,
             self.settings.processing,
             transport_for=transport_for,
@@ -121,9 +143,9 @@ class DrainRealtimeOperator(_ExecutionOperator):
 class UpdateEventsStatusOperator(_ExecutionOperator):
     """Copy Sent / Ignored / Failed from the delivery logs onto the events, past the watermark."""
 
-    def execute(self, context: Context) -> dict[str, int]:
+    def run(self, context: Context) -> dict[str, int]:
         with self.hook.connect() as conn:
-            counts = processing.update_events_status(conn)
+            counts = execution.update_events_status(conn)
         counts.log("Update events status")
         return counts.summary()
 
@@ -131,9 +153,9 @@ class UpdateEventsStatusOperator(_ExecutionOperator):
 class ExpireEventsOperator(_ExecutionOperator):
     """Mark Event expired the events not delivered within their queue's validity."""
 
-    def execute(self, context: Context) -> dict[str, int]:
+    def run(self, context: Context) -> dict[str, int]:
         with self.hook.connect() as conn:
-            counts = processing.expire_events(conn, self.settings.processing)
+            counts = execution.expire_events(conn, self.settings.processing)
         counts.log("Expire events")
         return counts.summary()
 
@@ -141,7 +163,7 @@ class ExpireEventsOperator(_ExecutionOperator):
 # --- Control workflows ---------------------------------------------------------------------------
 
 
-class _InstanceOperator(BaseOperator):
+class _InstanceOperator(MessageCenterOperator):
     """Base of the control tasks that work on one execution instance and the control database.
 
     :param instance: the execution instance, i.e. connection ``mc_exec_<instance>``.
@@ -164,15 +186,15 @@ class _InstanceOperator(BaseOperator):
 class ArchiveEventsOperator(_InstanceOperator):
     """Copy one execution instance's events and delivery logs of the run's data interval to control."""
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from messagecenter.archiving import archive_interval
-        from messagecenter.db import instance_id_of
+    def run(self, context: Context) -> dict[str, Any]:
+        from messagecenter.airflow.hooks import instance_id_of
+        from messagecenter.control.archiving import archive_interval
 
         exec_conn_id = self.exec_conn_id
         settings = get_settings()
         start, end = context["data_interval_start"], context["data_interval_end"]
         if start is None or end is None:
-            raise AirflowFailException("an archiving run needs a data interval (a scheduled or backfill run)")
+            raise ConfigError("an archiving run needs a data interval (a scheduled or backfill run)")
         with (
             MessageCenterDbHook(exec_conn_id).connect() as exec_conn,
             MessageCenterDbHook(self.control_conn_id).connect() as control_conn,
@@ -196,8 +218,8 @@ class ArchiveEventsOperator(_InstanceOperator):
 class PublishTemplatesOperator(_InstanceOperator):
     """Publish control's latest template versions on one execution instance (mapped over instances)."""
 
-    def execute(self, context: Context) -> dict[str, int]:
-        from messagecenter.templates import publish_latest
+    def run(self, context: Context) -> dict[str, int]:
+        from messagecenter.templates.publishing import publish_latest
 
         with (
             MessageCenterDbHook(self.exec_conn_id).connect() as exec_conn,
@@ -217,8 +239,8 @@ class PublishTemplatesOperator(_InstanceOperator):
 class PurgeArchivedOperator(_ExecutionOperator):
     """Delete final events and delivery logs past the retention, only those control has archived."""
 
-    def execute(self, context: Context) -> dict[str, int]:
-        from messagecenter.archiving import purge_archived
+    def run(self, context: Context) -> dict[str, int]:
+        from messagecenter.execution.cleanup import purge_archived
 
         with self.hook.connect() as conn:
             return purge_archived(conn, retention=self.settings.retention)

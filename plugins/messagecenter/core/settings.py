@@ -1,6 +1,6 @@
 """One typed settings object for every process (DAG task, API, CLI, test).
 
-Everything is read from the environment once (DESIGN §2); bad values fail early with a message that
+Everything is read from the environment once; bad values fail early with a message that
 names the variable, instead of surfacing later as a confusing SQL or Airflow error.
 """
 
@@ -10,13 +10,11 @@ import functools
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal, get_args
+from typing import Literal, cast, get_args
 
-from messagecenter.exceptions import ConfigError
+from messagecenter.core.errors import ConfigError
 
 Role = Literal["control", "execution", "all"]
-Queue = Literal["rt", "batch"]
-QUEUES: tuple[Queue, ...] = get_args(Queue)
 
 DEFAULT_EXECUTION_CONN_ID = "mc_execution"
 CONTROL_CONN_ID = "mc_control"
@@ -126,7 +124,7 @@ def load_settings(env: dict[str, str] | os._Environ[str] | None = None) -> Setti
         raise ConfigError(f"MC_ROLE must be one of control, execution, all; got {role!r}")
     tokens = tuple(t.strip() for t in env.get("MC_API_TOKENS", "").split(",") if t.strip())
     return Settings(
-        role=role,  # type: ignore[arg-type]
+        role=cast(Role, role),
         instance_id=_int_env(env, "MC_INSTANCE_ID", 1, 1, 255),
         execution_conn_id=env.get("MC_EXECUTION_CONN_ID", "").strip() or DEFAULT_EXECUTION_CONN_ID,
         api_tokens=tokens,

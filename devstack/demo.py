@@ -41,17 +41,17 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from messagecenter import schema
-from messagecenter.config import load_settings
-from messagecenter.sinks import MailSink, ProviderSink
-from messagecenter.stack import EXECUTION_DAGS, REPO, AirflowConfig, Stack, StackError, postgres_connection
+from devstack.sinks import MailSink, ProviderSink
+from devstack.stack import EXECUTION_DAGS, REPO, AirflowConfig, Stack, StackError, postgres_connection
+from messagecenter.core.settings import load_settings
+from messagecenter.core.types import Status
+from messagecenter.db import schema
 
-log = logging.getLogger("messagecenter.demo")
+log = logging.getLogger("devstack.demo")
 
 MC_DB = "messagecenter"  # execution and control schemas (minimal architecture)
 AIRFLOW_DB = "messagecenter_airflow"  # Airflow metadata
 EXAMPLE_TEMPLATES = REPO / "include" / "templates" / "example.yaml"
-SENT = 2
 PUBLISH_DAG = "publishTemplates"
 ARCHIVING_DAG = "mcArchiving_local"  # from the mc_exec_local connection
 CHECK_TIMEOUT = float(os.environ.get("MC_DEMO_CHECK_TIMEOUT", "240"))
@@ -143,7 +143,8 @@ def create_databases(admin_dsn: str, *, fresh: bool = False) -> Databases:
 def load_example_templates(mc_dsn: str) -> None:
     """Load the example templates as control's master templates (a new version only where the file
     changed); ``publishTemplates`` then publishes them to the execution instance."""
-    from messagecenter.templates import CONTROL_TABLE, load_template_file, publish_templates
+    from messagecenter.templates.files import load_template_file
+    from messagecenter.templates.publishing import CONTROL_TABLE, publish_templates
 
     with psycopg.connect(mc_dsn) as conn:
         published = publish_templates(conn, load_template_file(EXAMPLE_TEMPLATES), table=CONTROL_TABLE)
@@ -301,14 +302,16 @@ def check_delivery(
     while time.monotonic() < deadline:
         stack.check_alive()
         statuses = {(q, i): intake.status(q, i) for q, ids in pushed.items() for i in ids}
-        if all(code == SENT for code, _ in statuses.values()):
+        if all(code == Status.SENT for code, _ in statuses.values()):
             break
         time.sleep(2)
     waited = time.monotonic() - pushed_at
     for (queue, event_id), (code, name) in statuses.items():
         log.info("%-5s event %d: status %d (%s)", queue, event_id, code, name)
     problems = [
-        f"{q} event {i} is {name} ({code})" for (q, i), (code, name) in statuses.items() if code != SENT
+        f"{q} event {i} is {name} ({code})"
+        for (q, i), (code, name) in statuses.items()
+        if code != Status.SENT
     ]
     mails = sorted((demo_dir / "mail").glob("*.eml"))
     wanted_mails = _sample_count("email")
@@ -354,7 +357,7 @@ Message Center demo is running (the execution workflows are on; sample events we
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m messagecenter.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="headless end-to-end check (make demo-check)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

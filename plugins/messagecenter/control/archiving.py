@@ -25,15 +25,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from messagecenter.config import QUEUES
-from messagecenter.exceptions import MessageCenterError
-from messagecenter.queries import query
+from messagecenter.core.errors import MessageCenterError, TransientError
+from messagecenter.core.types import QUEUES
+from messagecenter.db.queries import query
 
 log = logging.getLogger(__name__)
 DEFAULT_OVERLAP = timedelta(minutes=15)
 
 
-class LateWritersError(MessageCenterError):
+class LateWritersError(TransientError):
     """A transaction that started before the interval's end is still open: the run is retried later."""
 
 
@@ -58,7 +58,7 @@ def wait_for_open_writers(conn: psycopg.Connection[Any], end: datetime, timeout:
     """
     deadline = time.monotonic() + timeout
     while True:
-        count, pids = conn.execute(query("archiving", "open_writers"), {"end": end}).fetchone()  # type: ignore[misc]
+        count, pids = conn.execute(query("open_writers"), {"end": end}).fetchone()  # type: ignore[misc]
         conn.rollback()
         if not count:
             return
@@ -79,8 +79,8 @@ def _stream(
     stage: str,
 ) -> None:
     """Binary COPY from ``select`` on ``source`` into temp table ``stage`` on ``target``."""
-    copy_out = sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(select)
-    copy_in = sql.SQL("COPY {} FROM STDIN (FORMAT BINARY)").format(sql.Identifier(stage))
+    copy_out = query("copy_out_binary", select=select)
+    copy_in = query("copy_in_binary", stage=sql.Identifier(stage))
     with source.cursor().copy(copy_out, params) as out, target.cursor().copy(copy_in) as into:
         for buffer in out:
             into.write(buffer)
@@ -107,32 +107,32 @@ def archive_interval(
     :raises LateWritersError: such a transaction is still open after the timeout.
     """
     began = time.monotonic()
-    now = exec_conn.execute("SELECT now()").fetchone()[0]  # type: ignore[index]
+    now = exec_conn.execute(query("database_now")).fetchone()[0]  # type: ignore[index]
     exec_conn.rollback()
     if end > now:
         raise MessageCenterError(f"the interval ends at {end.isoformat()}, in the future: archive it later")
     wait_for_open_writers(exec_conn, end, open_writer_timeout)
     with control_conn.transaction():
-        row = control_conn.execute(query("archiving", "lock_state"), {"instance": instance}).fetchone()
+        row = control_conn.execute(query("lock_state"), {"instance": instance}).fetchone()
         low = None if row is None else min(start - overlap, row[0])
         params = {"low": low, "end": end, "instance_id": instance_id}
-        control_conn.execute(query("archiving", "create_event_stage"))
-        control_conn.execute(query("archiving", "create_log_stage"))
+        control_conn.execute(query("create_event_stage"))
+        control_conn.execute(query("create_log_stage"))
         with exec_conn.transaction():  # one snapshot for both queues and the logs
-            exec_conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            exec_conn.execute(query("set_snapshot_read_only"))
             for queue in QUEUES:
-                select = query("archiving", "select_events", queue)
+                select = query("select_events", queue)
                 _stream(exec_conn, control_conn, select, {**params, "queue": queue}, "event_stage")
-            _stream(exec_conn, control_conn, query("archiving", "select_logs"), params, "log_stage")
-        events = control_conn.execute(query("archiving", "upsert_events")).rowcount
-        logs = control_conn.execute(query("archiving", "insert_logs")).rowcount
+            _stream(exec_conn, control_conn, query("select_logs"), params, "log_stage")
+        events = control_conn.execute(query("upsert_events")).rowcount
+        logs = control_conn.execute(query("insert_logs")).rowcount
         until = control_conn.execute(
-            query("archiving", "record_run"),
+            query("record_run"),
             {"instance": instance, "instance_id": instance_id, "start": start, "end": end}
             | {"events": events, "logs": logs},
         ).fetchone()[0]  # type: ignore[index]
     with exec_conn.transaction():
-        exec_conn.execute(query("archiving", "set_archive_mark"), {"until": until})
+        exec_conn.execute(query("set_archive_mark"), {"until": until})
     result = ArchiveResult(instance, start, end, low, events, logs, until, time.monotonic() - began)
     log.info(
         "Archived %s [%s, %s) (read from %s): %s events and %s delivery logs new or changed "
@@ -148,43 +148,3 @@ def archive_interval(
         until.isoformat(),
     )
     return result
-
-
-def purge_archived(
-    conn: psycopg.Connection[Any], *, retention: timedelta, batch_size: int = 10_000
-) -> dict[str, int]:
-    """Delete final events and delivery logs older than ``retention`` that control has archived.
-
-    Only rows last modified before the archived period written back by the archiving runs
-    (``mc.archive_mark``) are eligible: an event that was never archived is never purged,
-    whatever its age. Deletes run in bounded batches, each in its own transaction.
-    """
-    counts = {"rt": 0, "batch": 0, "delivery_log": 0}
-    mark = conn.execute("SELECT archived_until FROM mc.archive_mark").fetchone()
-    conn.rollback()
-    if mark is None:
-        log.warning("Nothing was archived yet: nothing is purged")
-        return counts
-    params = {"retention": retention.total_seconds(), "limit": batch_size}
-    statements = {
-        "rt": query("archiving", "purge_events", "rt"),
-        "batch": query("archiving", "purge_events", "batch"),
-        "delivery_log": query("archiving", "purge_logs"),
-    }
-    for name, statement in statements.items():
-        while True:
-            with conn.transaction():
-                deleted = conn.execute(statement, params).rowcount
-            counts[name] += deleted
-            if deleted < batch_size:
-                break
-            log.info("Purged %s %s rows so far", counts[name], name)
-    log.info(
-        "Purged %s rt events, %s batch events and %s delivery logs older than %s (archived until %s)",
-        counts["rt"],
-        counts["batch"],
-        counts["delivery_log"],
-        retention,
-        mark[0].isoformat(),
-    )
-    return counts

@@ -1,0 +1,105 @@
+"""Transports built from Airflow connections: ``mc_smtp`` (type smtp), ``mc_sms`` and ``mc_push`` (http).
+
+A connection is read when a delivery chunk opens its transport, never at import or DAG parse time.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+
+from messagecenter.core import settings
+from messagecenter.core.errors import ConfigError
+from messagecenter.core.types import Channel
+from messagecenter.delivery import HttpEndpoint, HttpTransport, SmtpClient, SmtpOpenError, SmtpTransport
+from messagecenter.delivery.base import Transport
+
+
+def transport_for(channel: int) -> Transport:
+    """The transport of a Campaign channel code (email 0, sms 1, ios 41, android 42), not yet opened."""
+    if channel == Channel.EMAIL:
+        return smtp_transport(settings.SMTP_CONN_ID)
+    if channel == Channel.SMS:
+        return http_transport(settings.SMS_CONN_ID)
+    if channel in (Channel.IOS, Channel.ANDROID):
+        return http_transport(settings.PUSH_CONN_ID)
+    raise ValueError(f"no transport for channel {channel} (known: email 0, sms 1, ios 41, android 42)")
+
+
+def smtp_transport(conn_id: str = settings.SMTP_CONN_ID, *, from_email: str | None = None) -> SmtpTransport:
+    """An :class:`SmtpTransport` whose connections ``SmtpHook`` opens from Airflow connection ``conn_id``
+    (extras ``from_email``, ``disable_ssl``, ``disable_tls``, ``timeout``, ``retry_limit``)."""
+    return SmtpTransport(lambda: open_smtp_client(conn_id), name=conn_id, from_email=from_email)
+
+
+def open_smtp_client(conn_id: str) -> SmtpClient:
+    """Open and authenticate an SMTP client with ``SmtpHook``.
+
+    :raises SmtpOpenError: holding whatever client the hook built before it failed, to be closed.
+    """
+    from airflow.providers.smtp.hooks.smtp import SmtpHook  # heavy import, kept out of module scope
+
+    # A fresh hook each time: after a failed get_conn() a hook may keep a half-open client and would
+    # hand it back, unauthenticated, on the next call.
+    hook = SmtpHook(conn_id)
+    try:
+        hook.get_conn()
+    except Exception as exc:  # AirflowException (unknown connection, retries exhausted), OSError, SMTP*
+        # get_conn() does not close a client it built before failing (e.g. at STARTTLS or login).
+        half_open = hook._smtp_client if isinstance(hook._smtp_client, smtplib.SMTP) else None
+        raise SmtpOpenError(str(exc), half_open) from exc
+    # SmtpHook has no public accessor for its smtplib client; get_conn() stores it here.
+    client = hook._smtp_client
+    if not isinstance(client, smtplib.SMTP):  # SMTP_SSL is a subclass
+        raise TypeError(f"SmtpHook returned an unexpected client {type(client).__name__}")
+    return SmtpClient(client, hook.from_email)
+
+
+def http_transport(conn_id: str, *, timeout: float = 10.0) -> HttpTransport:
+    """An :class:`HttpTransport` posting to the provider of Airflow connection ``conn_id``."""
+    return HttpTransport(lambda: endpoint_from_airflow(conn_id), name=conn_id, timeout=timeout)
+
+
+def endpoint_from_airflow(conn_id: str) -> HttpEndpoint:
+    """Build the :class:`HttpEndpoint` of Airflow connection ``conn_id``.
+
+    Base URL: ``schema`` (http or https, default http) + ``host`` + ``port``; a ``host`` that already
+    holds a scheme (``https://api.example.com``) is used as is, like ``HttpHook`` does. Extras:
+    ``endpoint`` (path, default ``/``), ``headers`` (object), ``token`` (sent as ``Authorization:
+    Bearer``, and then login/password are not used); otherwise login/password mean HTTP basic auth.
+    """
+    from airflow.sdk import BaseHook  # heavy import, kept out of module scope
+
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as exc:  # AirflowNotFoundException and secrets backend errors alike
+        raise ConfigError(f"Airflow connection {conn_id!r} is not usable: {exc}") from exc
+    host = (conn.host or "").strip()
+    if not host:
+        raise ConfigError(f"connection {conn_id!r} has no host")
+    if "://" in host:
+        base = host.rstrip("/")
+    else:
+        scheme = (conn.schema or "http").strip().lower()
+        if scheme not in ("http", "https"):
+            raise ConfigError(f"connection {conn_id!r}: schema must be http or https, not {conn.schema!r}")
+        base = f"{scheme}://{host}"
+    if conn.port:
+        base += f":{conn.port}"
+    extra = conn.extra_dejson or {}
+    endpoint = str(extra.get("endpoint") or "/")
+    headers = extra.get("headers") or {}
+    if isinstance(headers, str):  # an extra typed in the UI as a JSON string
+        try:
+            headers = json.loads(headers)
+        except ValueError:
+            headers = None
+    if not isinstance(headers, dict):
+        raise ConfigError(f'connection {conn_id!r}: extra "headers" must be a JSON object')
+    headers = {str(k): str(v) for k, v in headers.items()}
+    auth = None
+    if extra.get("token"):
+        headers["Authorization"] = f"Bearer {extra['token']}"
+    elif conn.login:
+        auth = (conn.login, conn.password or "")
+    return HttpEndpoint(url=f"{base}/{endpoint.lstrip('/')}", headers=headers, auth=auth)

@@ -1,0 +1,1 @@
+"""The databases' shape: versioned DDL (``schema``) and every named SQL statement (``queries``)."""

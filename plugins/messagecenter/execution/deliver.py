@@ -1,0 +1,252 @@
+"""Deliver: render and send a shard's linked events, chunk by chunk, and log each final result.
+
+Each chunk is one transaction that holds its events' row locks while it sends: the locks are the
+lease. A killed worker's session ends and frees them at once; the server ends a session silent
+for ``lease_seconds`` in its transaction (a hung worker), while a live worker says it is alive
+between messages. The unique delivery log per event makes a redelivery write no second final log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.rows import class_row
+from psycopg.types.json import set_json_loads
+
+from messagecenter.core.errors import RenderError
+from messagecenter.core.settings import ProcessingSettings
+from messagecenter.core.types import ADDRESS_NAMES, ClaimedEvent, Queue, Status
+from messagecenter.db.queries import query
+from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, Transport
+from messagecenter.execution.shards import Counts, Shard
+from messagecenter.templates.rendering import Renderer
+from messagecenter.templates.spec import PublishedTemplate
+
+log = logging.getLogger(__name__)
+
+TransportFactory = Callable[[int], Transport]  # channel code -> a transport, not yet opened
+_MAX_BACKOFF_SECONDS = 3600.0
+_STATUS_OF = {Outcome.SENT: Status.SENT, Outcome.PERMANENT: Status.FAILED, Outcome.TRANSIENT: None}
+
+
+@dataclass(frozen=True)
+class _Result:
+    event: ClaimedEvent
+    status: Status | None  # SENT / IGNORED / FAILED, or None for a transient error
+    address: str | None = None
+    send: SendResult | None = None
+    error: str | None = None
+
+
+def backoff(errors: int, base_seconds: float) -> float:
+    """Seconds before try ``errors + 1``: base, 2x base, 4x base..., capped at one hour."""
+    return min(base_seconds * 2 ** max(errors - 1, 0), _MAX_BACKOFF_SECONDS)
+
+
+def _templates(
+    conn: psycopg.Connection[Any], events: list[ClaimedEvent]
+) -> dict[tuple[int, int], PublishedTemplate]:
+    keys = {(e.template_id, e.template_version) for e in events}
+    rows = conn.execute(
+        query("published_templates"),
+        {"template_id": [k[0] for k in keys], "version": [k[1] for k in keys]},
+    ).fetchall()
+    return {(r[1], r[2]): PublishedTemplate(*r) for r in rows}
+
+
+def _deliver_chunk(
+    conn: psycopg.Connection[Any],
+    events: list[ClaimedEvent],
+    transport: Transport,
+    renderer: Renderer,
+    heartbeat_seconds: float,
+) -> list[_Result]:
+    """Render and send a claimed chunk; every ``heartbeat_seconds`` of sending, a trivial statement
+    tells the server this worker is alive, so only a hung one loses its chunk to the idle timeout."""
+    templates = _templates(conn, events)
+    channel = events[0].channel
+    addresses = {e.id: e.address for e in events}
+    blocked = {
+        r[0]
+        for r in conn.execute(
+            query("quarantined"),
+            {"channel": channel, "addresses": [a for a in addresses.values() if a]},
+        )
+    }
+    results: list[_Result] = []
+    next_beat = time.monotonic() + heartbeat_seconds
+    with transport:
+        for event in events:
+            address = addresses[event.id]
+            if address is None:
+                results.append(_Result(event, Status.IGNORED, error=f"no {ADDRESS_NAMES[channel]}"))
+                continue
+            if address in blocked:
+                results.append(_Result(event, Status.IGNORED, address, error="address in quarantine"))
+                continue
+            template = templates.get((event.template_id, event.template_version))
+            if template is None:
+                error = "template version no longer published"
+                results.append(_Result(event, Status.FAILED, address, error=error))
+                continue
+            try:
+                rendered = renderer.render(template, event=event.template_fields(), ctx=event.ctx or {})
+            except RenderError as exc:
+                results.append(_Result(event, Status.FAILED, address, error=f"render error: {exc}"))
+                continue
+            if rendered.is_empty(channel):
+                results.append(_Result(event, Status.IGNORED, address, error="empty message"))
+                continue
+            message = OutgoingMessage(
+                event_id=event.id,
+                channel=channel,
+                address=address,
+                subject=rendered.subject,
+                html=rendered.html,
+                text=rendered.text,
+                data=rendered.data,
+            )
+            sent = transport.send(message)
+            if time.monotonic() >= next_beat:
+                conn.execute(query("keep_alive"))  # restarts the server's idle-in-transaction clock
+                next_beat = time.monotonic() + heartbeat_seconds
+            results.append(_Result(event, _STATUS_OF[sent.outcome], address, sent, sent.error))
+    return results
+
+
+def _write_results(
+    conn: psycopg.Connection[Any], queue: Queue, results: list[_Result], settings: ProcessingSettings
+) -> Counts:
+    """Write a chunk's outcome, in its transaction: final delivery logs, then retries with backoff.
+
+    A final log is all a delivered event needs: the claim skips events that have one, and the
+    status copy sets the status and the error count (from ``tries``) on the event.
+    """
+    counts = Counts()
+    final: list[tuple[_Result, Status]] = []
+    retry_ids, retry_errors, retry_at = [], [], []
+    now = datetime.now(UTC)
+    for r in results:
+        errors = r.event.errors + (r.send is not None and r.send.outcome is not Outcome.SENT)
+        if r.status is not None:
+            final.append((r, r.status))
+        elif errors >= settings.max_tries:
+            final.append((replace(r, error=f"max tries ({errors}) reached: {r.error}"), Status.FAILED))
+        else:
+            retry_ids.append(r.event.id)
+            retry_errors.append(errors)
+            retry_at.append(now + timedelta(seconds=backoff(errors, settings.retry_backoff_seconds)))
+    if final:
+        _insert_logs(conn, [_log_row(queue, r, status) for r, status in final])
+    if retry_ids:
+        conn.execute(
+            query("schedule_retries", queue),
+            {"id": retry_ids, "errors": retry_errors, "next_try": retry_at},
+        )
+    for _, status in final:
+        counts.sent += status == Status.SENT
+        counts.ignored += status == Status.IGNORED
+        counts.failed += status == Status.FAILED
+    counts.retried = len(retry_ids)
+    return counts
+
+
+# Columns of a delivery log, in the order of the statement copy_delivery_logs.
+LOG_COLUMNS = (
+    "event_id",
+    "queue",
+    "status",
+    "channel",
+    "address",
+    "template_id",
+    "template_version",
+    "message_id",
+    "provider_answer",
+    "error",
+    "tries",
+)
+
+
+def _log_row(queue: Queue, r: _Result, status: Status) -> tuple[Any, ...]:
+    """One delivery log in :data:`LOG_COLUMNS` order."""
+    return (
+        r.event.id,
+        queue,
+        int(status),
+        r.event.channel,
+        r.address,
+        r.event.template_id,
+        r.event.template_version,
+        r.send.message_id if r.send else None,
+        r.send.provider_answer if r.send else None,
+        r.error,
+        # send attempts: the earlier failed ones, plus this one when a message went out
+        r.event.errors + (r.send is not None),
+    )
+
+
+def _insert_logs(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
+    """Write final delivery logs with COPY; if an event already has one (redelivered after a
+    crash), fall back to an insert that keeps the first log of each event."""
+    try:
+        with conn.transaction(), conn.cursor().copy(query("copy_delivery_logs")) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.errors.UniqueViolation:
+        log.info(
+            "Some of %s events were delivered before (a crashed run): keeping their first log", len(rows)
+        )
+        conn.execute(
+            query("insert_delivery_logs"),
+            dict(zip(LOG_COLUMNS, map(list, zip(*rows, strict=True)), strict=True)),
+        )
+
+
+def deliver_shard(
+    conn: psycopg.Connection[Any],
+    shard: Shard,
+    settings: ProcessingSettings,
+    *,
+    transport_for: TransportFactory,
+    renderer: Renderer | None = None,
+    time_budget: float | None = None,
+) -> Counts:
+    """Deliver the shard's due events chunk by chunk until none is left or the time budget is spent.
+
+    Each chunk is one transaction: claim (row locks), render and send over one transport
+    connection, write the final delivery logs and schedule the retries, commit. The locks are the
+    lease, so nothing is written per event to claim it; ``idle_in_transaction_session_timeout``
+    set to ``lease_seconds`` has the server end a session that hangs while holding them (a worker
+    that is only slow says it is alive between its messages).
+    """
+    renderer = renderer or Renderer()
+    counts = Counts()
+    deadline = time.monotonic() + (time_budget or settings.deliver_time_budget_seconds)
+    # Keyset: the first chunk starts before every due time; then after the last event claimed.
+    params = {**asdict(shard), "limit": settings.deliver_chunk, "after_next_try": "-infinity", "after_id": 0}
+    timeout = f"{settings.lease_seconds}s"
+    while time.monotonic() < deadline:
+        with conn.transaction():
+            conn.execute(query("set_lease_timeout"), {"timeout": timeout})
+            with conn.cursor(row_factory=class_row(ClaimedEvent)) as cur:
+                set_json_loads(msgspec.json.decode, cur)  # ctx: several times faster than json.loads
+                events = cur.execute(query("claim_for_delivery", shard.queue), params).fetchall()
+            if not events:
+                break
+            params["after_next_try"], params["after_id"] = events[-1].next_try, events[-1].id
+            done = {r[0] for r in conn.execute(query("delivered_already"), {"ids": [e.id for e in events]})}
+            if done:
+                events = [e for e in events if e.id not in done]
+            if events:
+                results = _deliver_chunk(
+                    conn, events, transport_for(shard.channel), renderer, settings.lease_seconds / 3
+                )
+                counts.add(_write_results(conn, shard.queue, results, settings))
+    return counts

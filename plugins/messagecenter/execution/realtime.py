@@ -1,0 +1,73 @@
+"""Real time: split, link and deliver the rt queue in one long-lived process, woken by NOTIFY."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import psycopg
+
+from messagecenter.core.settings import ProcessingSettings
+from messagecenter.core.types import Queue
+from messagecenter.db.queries import query
+from messagecenter.execution.deliver import TransportFactory, deliver_shard
+from messagecenter.execution.link import link_templates
+from messagecenter.execution.shards import Counts
+from messagecenter.execution.split import split_queue
+from messagecenter.templates.rendering import Renderer
+
+Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
+
+
+def process_once(
+    conn: psycopg.Connection[Any],
+    queue: Queue,
+    settings: ProcessingSettings,
+    *,
+    transport_for: TransportFactory,
+    renderer: Renderer,
+) -> Counts:
+    """One pass of split, link and deliver over ``queue`` in this process (the real-time path)."""
+    counts = Counts()
+    shards = split_queue(conn, queue, settings)
+    for shard in shards:
+        counts.claimed += shard.count if shard.batch_id is not None else 0
+        counts.add(link_templates(conn, shard))
+    for shard in shards:
+        counts.add(deliver_shard(conn, shard, settings, transport_for=transport_for, renderer=renderer))
+    return counts
+
+
+def drain_realtime(
+    connect: Connect,
+    settings: ProcessingSettings,
+    *,
+    transport_for: TransportFactory,
+    lifetime_seconds: float | None = None,
+    idle_wait_seconds: float = 1.0,
+) -> Counts:
+    """Drain the rt queue as events arrive until the lifetime is spent.
+
+    A ``LISTEN mc_rt_event`` connection wakes the loop as soon as an insert commits (the queue's
+    statement trigger notifies); with nothing to do it also wakes every ``idle_wait_seconds`` for
+    retries and scheduled events. A bounded lifetime lets the next DAG run take over cleanly.
+    """
+    renderer = Renderer()
+    total = Counts()
+    deadline = time.monotonic() + (lifetime_seconds or settings.rt_drain_seconds)
+    with connect() as listener, connect() as conn:
+        listener.autocommit = True
+        listener.execute(query("listen_rt_events"))
+        while time.monotonic() < deadline:
+            counts = process_once(conn, "rt", settings, transport_for=transport_for, renderer=renderer)
+            if counts.claimed or counts.delivered:
+                counts.log("rt drain pass")
+                total.add(counts)
+                continue  # more may be waiting: look again before sleeping
+            timeout = min(idle_wait_seconds, max(deadline - time.monotonic(), 0.0))
+            for _ in listener.notifies(timeout=timeout, stop_after=1):
+                pass
+    total.log("rt drain")
+    return total

@@ -267,7 +267,7 @@ def run(demo_dir: Path, *, check: bool) -> int:
             home=demo_dir / "airflow",
             metadata_dsn=dbs.airflow_dsn,
             port=port,
-            jwt_secret=_secret_file(demo_dir / "jwt-secret", lambda: secrets.token_urlsafe(32)),
+            jwt_secret=_secret_file(demo_dir / "jwt-secret", lambda: secrets.token_urlsafe(64)),
             admin_password=_secret_file(demo_dir / "admin-password", lambda: secrets.token_urlsafe(12)),
             extra={**connections_env(dbs, mail, provider), "MC_API_TOKENS": token, "MC_INSTANCE_ID": "1"},
         )

@@ -106,7 +106,7 @@ class AirflowConfig:
     metadata_dsn: str
     port: int
     executor: str = "LocalExecutor"
-    jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(64))
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     extra: Mapping[str, str] = field(default_factory=dict)
 

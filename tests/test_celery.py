@@ -1,4 +1,4 @@
-"""Scale-out: a real Celery worker runs the execution tasks (DESIGN §2, ``MC_EXECUTION_QUEUE``).
+"""Scale-out: a real Celery worker runs the execution tasks (``MC_EXECUTION_QUEUE``).
 
 A scheduler with the CeleryExecutor, the API server and the DAG processor on a fresh metadata
 database, a Redis broker, and one ``airflow celery worker`` listening only on a queue of its own:

@@ -10,9 +10,9 @@ from typing import Any
 import psycopg
 
 from messagecenter import execution
-from messagecenter.execution import deliver
 from messagecenter.airflow.transports import transport_for
 from messagecenter.core.settings import ProcessingSettings
+from messagecenter.execution import deliver
 from messagecenter.intake import store
 from messagecenter.intake.decode import event_from_dict
 from messagecenter.templates.files import parse_templates

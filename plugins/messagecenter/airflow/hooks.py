@@ -105,7 +105,7 @@ def instance_id_of(conn_id: str) -> int:
         extra = BaseHook.get_connection(conn_id).extra_dejson or {}
     except Exception as exc:
         raise ConfigError(f"Airflow connection {conn_id!r} is not defined: {exc}") from exc
-    value = extra.get("instance_id")
+    value: Any = extra.get("instance_id")  # whatever JSON the operator typed
     try:
         instance_id = int(value)
     except (TypeError, ValueError):

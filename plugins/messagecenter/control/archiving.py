@@ -27,7 +27,7 @@ from psycopg import sql
 
 from messagecenter.core.errors import MessageCenterError, TransientError
 from messagecenter.core.types import QUEUES
-from messagecenter.db.queries import query
+from messagecenter.db.queries import fetch_value, query
 
 log = logging.getLogger(__name__)
 DEFAULT_OVERLAP = timedelta(minutes=15)
@@ -58,7 +58,7 @@ def wait_for_open_writers(conn: psycopg.Connection[Any], end: datetime, timeout:
     """
     deadline = time.monotonic() + timeout
     while True:
-        count, pids = conn.execute(query("open_writers"), {"end": end}).fetchone()  # type: ignore[misc]
+        count, pids = conn.execute(query("open_writers"), {"end": end}).fetchone() or (0, None)
         conn.rollback()
         if not count:
             return
@@ -107,7 +107,7 @@ def archive_interval(
     :raises LateWritersError: such a transaction is still open after the timeout.
     """
     began = time.monotonic()
-    now = exec_conn.execute(query("database_now")).fetchone()[0]  # type: ignore[index]
+    now = fetch_value(exec_conn, query("database_now"))
     exec_conn.rollback()
     if end > now:
         raise MessageCenterError(f"the interval ends at {end.isoformat()}, in the future: archive it later")
@@ -126,11 +126,12 @@ def archive_interval(
             _stream(exec_conn, control_conn, query("select_logs"), params, "log_stage")
         events = control_conn.execute(query("upsert_events")).rowcount
         logs = control_conn.execute(query("insert_logs")).rowcount
-        until = control_conn.execute(
+        until = fetch_value(
+            control_conn,
             query("record_run"),
             {"instance": instance, "instance_id": instance_id, "start": start, "end": end}
             | {"events": events, "logs": logs},
-        ).fetchone()[0]  # type: ignore[index]
+        )
     with exec_conn.transaction():
         exec_conn.execute(query("set_archive_mark"), {"until": until})
     result = ArchiveResult(instance, start, end, low, events, logs, until, time.monotonic() - began)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, LiteralString, cast
+from typing import Any, Literal, LiteralString, cast
 
+import psycopg
 from psycopg import sql
 
 from messagecenter.core.types import QUEUES
@@ -78,3 +80,11 @@ def query(
     if templates is not None:
         fragments["templates"] = template_table(templates)
     return sql.SQL(text).format(**fragments)
+
+
+def fetch_value(
+    conn: psycopg.Connection[Any], statement: sql.Composed, params: Mapping[str, Any] | None = None
+) -> Any:
+    """The first column of the one row ``statement`` returns (``None`` when it returns no row)."""
+    row = conn.execute(statement, params).fetchone()
+    return None if row is None else row[0]

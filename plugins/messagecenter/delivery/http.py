@@ -23,7 +23,7 @@ from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, tr
 
 log = logging.getLogger(__name__)
 
-PUSH_PLATFORMS = {Channel.IOS: "ios", Channel.ANDROID: "android"}
+PUSH_PLATFORMS: dict[int, str] = {Channel.IOS: "ios", Channel.ANDROID: "android"}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import psycopg
 
 from messagecenter.core.settings import ProcessingSettings
 from messagecenter.core.types import Queue
-from messagecenter.db.queries import query
+from messagecenter.db.queries import fetch_value, query
 from messagecenter.execution.shards import Shard
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def split_queue(conn: psycopg.Connection[Any], queue: Queue, settings: Processin
     at most ``settings.parallelism`` id ranges) plus one retry shard per (event type, channel)
     with linked events due again. The number of shards does not grow with the volume.
     """
-    batch_id = _scalar(conn, "next_batch_id")
+    batch_id = fetch_value(conn, query("next_batch_id"))
     groups: dict[tuple[str, int], list[int]] = {}  # (type, channel) -> [count, min, max]
     claimed = 0
     while claimed < settings.max_events_per_run:
@@ -66,10 +66,3 @@ def split_queue(conn: psycopg.Connection[Any], queue: Queue, settings: Processin
     conn.commit()
     log.info("Split %s: claimed %s events into %s shards (batch %s)", queue, claimed, len(shards), batch_id)
     return shards
-
-
-def _scalar(conn: psycopg.Connection[Any], name: str) -> Any:
-    row = conn.execute(query(name)).fetchone()
-    if row is None:
-        raise AssertionError(f"{name} returned no row")
-    return row[0]

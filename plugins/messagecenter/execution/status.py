@@ -8,7 +8,7 @@ import psycopg
 
 from messagecenter.core.settings import ProcessingSettings
 from messagecenter.core.types import QUEUES
-from messagecenter.db.queries import query
+from messagecenter.db.queries import fetch_value, query
 from messagecenter.execution.shards import Counts
 
 _WATERMARK = "delivery_log"
@@ -24,7 +24,7 @@ def update_events_status(conn: psycopg.Connection[Any]) -> Counts:
     """
     counts = Counts()
     with conn.transaction():
-        completed = conn.execute(query("completed_txid")).fetchone()[0]  # type: ignore[index]
+        completed = fetch_value(conn, query("completed_txid"))
         row = conn.execute(query("get_watermark"), {"name": _WATERMARK}).fetchone()
         low = row[0] if row else "0"
         for queue in QUEUES:

@@ -160,7 +160,7 @@ def get_event(conn: psycopg.Connection[Any], queue: Queue, event_id: int) -> dic
 
 def pending_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
     """Events not yet in a final status (pending or pending delivery), per queue."""
-    counts = {}
+    counts: dict[str, int] = {}
     for queue in QUEUES:
         row = conn.execute(query("count_pending", queue)).fetchone()
         counts[queue] = row[0] if row else 0

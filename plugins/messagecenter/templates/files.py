@@ -131,7 +131,14 @@ def _parse_item(index: int, item: Any) -> TemplateSpec:
     for key, source in texts.items():
         if source is not None:
             _check_compiles(f"{where}.{key}", source, html=key == "html")
-    return TemplateSpec(event_type=event_type, channel=int(channel), data=data, **texts)
+    return TemplateSpec(
+        event_type=event_type,
+        channel=int(channel),
+        subject=texts["subject"],
+        html=texts["html"],
+        text=texts["text"],
+        data=data,
+    )
 
 
 def _check_data(where: str, value: Any) -> None:

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 
 from messagecenter.core.errors import TemplateError
 from messagecenter.core.types import Channel
-from messagecenter.db.queries import TemplateTable, query
+from messagecenter.db.queries import TemplateTable, fetch_value, query
 from messagecenter.templates.spec import PublishedTemplate, PublishedVersion, TemplateSpec
 
 log = logging.getLogger(__name__)
@@ -69,11 +69,6 @@ def publish_templates(
     return results
 
 
-def _scalar(conn: psycopg.Connection[Any], statement: str, table: TemplateTable, **params: Any) -> Any:
-    row = conn.execute(query(statement, templates=table), params).fetchone()
-    return None if row is None else row[0]
-
-
 def _publish_next(
     conn: psycopg.Connection[Any], spec: TemplateSpec, table: TemplateTable
 ) -> PublishedVersion:
@@ -85,9 +80,9 @@ def _publish_next(
         )
     if latest is not None:
         template_id = latest.template_id
-        version = _scalar(conn, "next_version", table, template_id=template_id)
+        version = fetch_value(conn, query("next_version", templates=table), {"template_id": template_id})
     else:
-        template_id, version = _scalar(conn, "next_template_id", table), 1
+        template_id, version = fetch_value(conn, query("next_template_id", templates=table)), 1
     _insert(conn, table, template_id, version, spec, digest)
     return PublishedVersion(spec.event_type, spec.channel, template_id, version, created=True)
 

@@ -133,7 +133,7 @@ class Renderer:
         compiled = self._compiled(template, where, source, html=html)
         try:
             context = compiled.new_context(variables, shared=True)
-            return compiled.environment.concat(compiled.root_render_func(context)).strip()  # type: ignore[attr-defined]
+            return compiled.environment.concat(compiled.root_render_func(context)).strip()
         except jinja2.TemplateError as exc:  # UndefinedError, SecurityError...
             raise RenderError(f"{where}: {exc}") from exc
         except Exception as exc:  # a template is code: whatever it raises fails this event only

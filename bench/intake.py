@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO / "plugins"))
 
 from messagecenter.core.ids import make_event_id  # noqa: E402
 from messagecenter.db import schema  # noqa: E402
+from messagecenter.db.queries import event_table  # noqa: E402
 from messagecenter.intake import store  # noqa: E402
 from messagecenter.intake.decode import event_from_dict  # noqa: E402
 
@@ -108,7 +109,7 @@ def start_api(dsn: str) -> tuple[subprocess.Popen, str]:
 
 def count(dsn: str, queue: str) -> int:
     with psycopg.connect(dsn) as conn:
-        return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(store.event_table(queue))).fetchone()[0]
+        return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(event_table(queue))).fetchone()[0]
 
 
 def bench_batch_api(client: httpx.Client, per_request: int, total: int) -> float:

@@ -65,6 +65,7 @@ from databases import drop_databases, migrated_database  # noqa: E402
 from messagecenter import execution  # noqa: E402
 from messagecenter.airflow.transports import smtp_transport  # noqa: E402
 from messagecenter.core.settings import ProcessingSettings  # noqa: E402
+from messagecenter.db.queries import event_table  # noqa: E402
 from messagecenter.delivery import NullTransport, OutgoingMessage  # noqa: E402
 from messagecenter.intake import store  # noqa: E402
 from messagecenter.intake.decode import EventIn, event_from_dict  # noqa: E402
@@ -176,7 +177,7 @@ def insert_pending(dsn: str, queue: str, total: int) -> float:
         for low in range(0, total, INSERT_BATCH):
             events = [event_from_dict(event_body(n)) for n in range(low, min(low + INSERT_BATCH, total))]
             store.insert_events(conn, queue, events, instance_id=1)  # type: ignore[arg-type]
-        conn.execute(sql.SQL("VACUUM ANALYZE {}").format(store.event_table(queue)))
+        conn.execute(sql.SQL("VACUUM ANALYZE {}").format(event_table(queue)))
     return time.perf_counter() - start
 
 
@@ -543,7 +544,7 @@ def bench_realtime(dsn: str) -> tuple[tuple[float, float, float], tuple[float, f
         with psycopg.connect(dsn, autocommit=True) as conn:
             deadline = time.monotonic() + 30  # the drain is up when it LISTENs
             while not conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN mc_rt_event'"
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%LISTEN mc_rt_event'"
             ).fetchone()[0]:  # type: ignore[index]
                 assert drainer.is_alive(), "the drain process died"
                 assert time.monotonic() < deadline, "the drain did not start listening"

@@ -236,10 +236,16 @@ class Stack:
         log.info("started %s (pid %d), log: %s", name, process.pid, log_path)
         return component
 
-    def start_airflow(self, *, celery_queues: Iterable[str] = ()) -> None:
-        """Start the API server, the scheduler and the DAG processor, plus a Celery worker listening
-        on ``celery_queues`` when given. No triggerer: no Message Center task defers."""
+    def start_airflow(self, *, celery_queues: Iterable[str] = (), api_timeout: float = 300) -> None:
+        """Start the API server, then (once it answers) the scheduler and the DAG processor, plus a
+        Celery worker listening on ``celery_queues`` when given. No triggerer: no Message Center
+        task defers.
+
+        The order matters on a restart: tasks report to the execution API of the API server, so a
+        scheduler started first queues tasks that cannot start, are killed and retried.
+        """
         self.start("api-server", "api-server", "--port", str(self.config.port), "--host", "127.0.0.1")
+        self.wait_api(api_timeout)
         self.start("scheduler", "scheduler")
         self.start("dag-processor", "dag-processor")
         queues = ",".join(celery_queues)
@@ -292,6 +298,24 @@ class Stack:
             component.log_file.close()
 
     # --- the API server -------------------------------------------------------------------------
+
+    def wait_api(self, timeout: float = 300) -> None:
+        """Wait until the API server answers (its health route, whatever the other components say)."""
+        url = f"{self.config.base_url}/api/v2/monitor/health"
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                answer = httpx.get(url, timeout=5)
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            else:
+                if answer.status_code == 200:
+                    return
+                last = f"{answer.status_code} {answer.text[:200]}"
+            time.sleep(0.5)
+        raise StackError(f"the API server did not answer within {timeout:.0f} s; last: {last}")
 
     def wait_healthy(self, timeout: float = 300) -> dict[str, Any]:
         """Wait until the API server answers and the scheduler and DAG processor report healthy

@@ -161,6 +161,16 @@ def airflow_db() -> Path:
     return AIRFLOW_HOME
 
 
+@pytest.fixture(autouse=True)
+def _fresh_circuit_breakers() -> Iterator[None]:
+    """Each test starts as a new worker would: no provider's circuit is open."""
+    from messagecenter.delivery.guards import clear_breakers
+
+    clear_breakers()
+    yield
+    clear_breakers()
+
+
 @pytest.fixture
 def smtp_sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A real SMTP server, registered as the ``mc_smtp`` connection."""

@@ -69,3 +69,12 @@ def test_dag_files_import_only_the_airflow_layer(path) -> None:
     ]
     assert imported, f"{path.name} imports nothing of messagecenter"
     assert all(module.startswith("messagecenter.airflow") for module in imported), imported
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "bench").glob("*.py")), ids=lambda p: p.name)
+def test_benchmarks_import(path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A benchmark is not run by the tests, but its imports must follow the package."""
+    import runpy
+
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    runpy.run_path(str(path), run_name="bench_import_check")  # __main__ only runs the benchmark

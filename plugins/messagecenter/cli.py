@@ -59,15 +59,27 @@ def cmd_events_push(args: argparse.Namespace) -> int:
     settings = get_settings()
     try:
         events, is_batch = decode_push(
-            raw, max_batch=settings.max_batch, max_ctx_bytes=settings.max_ctx_bytes
+            raw,
+            max_batch=settings.max_batch,
+            max_ctx_bytes=settings.max_ctx_bytes,
+            max_ctx_depth=settings.max_ctx_depth,
         )
     except IntakeError as exc:
         print(f"error: nothing stored, invalid input: {exc}", file=sys.stderr)
         return 2
-    with _hook(args).connect() as conn:
-        result = store.insert_events(
-            conn, args.queue, events, instance_id=settings.instance_id, idempotency_key=args.key
-        )
+    try:
+        with _hook(args).connect() as conn:
+            result = store.insert_events(
+                conn,
+                args.queue,
+                events,
+                instance_id=settings.instance_id,
+                idempotency_key=args.key,
+                batch=is_batch,
+            )
+    except store.IdempotencyConflict as exc:
+        print(f"error: nothing stored: {exc}", file=sys.stderr)
+        return 2
     _print_json({"ids": result.ids} if is_batch else {"id": result.ids[0]})
     return 0
 

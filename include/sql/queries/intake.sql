@@ -2,8 +2,8 @@
 -- (mc.rt_event or mc.batch_event); values are %(named)s parameters.
 
 -- name: find_idempotency_keys
--- Events already stored under one of these de-duplication keys.
-SELECT idempotency_key, id FROM {events} WHERE idempotency_key = ANY(%(keys)s);
+-- Events already stored under one of these de-duplication keys, with the hash of their content.
+SELECT idempotency_key, id, request_hash FROM {events} WHERE idempotency_key = ANY(%(keys)s);
 
 -- name: allocate_sequences
 -- Sequence values for n new events in one round trip (the high byte of an id is added in Python).
@@ -12,7 +12,7 @@ SELECT array_agg(nextval('mc.event_seq')) FROM generate_series(1, %(n)s);
 -- name: copy_events
 -- New events, in the column order of intake.store.INTAKE_COLUMNS; status starts at 0 (pending).
 COPY {events} (id, event_type, channel, email, mobile_phone, push_token, external_id, language,
-               country, origin, ctx, idempotency_key, scheduled)
+               country, origin, ctx, idempotency_key, scheduled, request_hash)
 FROM STDIN;
 
 -- name: get_event

@@ -65,9 +65,15 @@ SELECT 1;
 -- (next_try, id), so a chunk never walks over the events delivered before it. The row locks are
 -- the lease: the chunk's transaction holds them while it sends and writes its results; they go
 -- when the worker dies, or when it hangs past idle_in_transaction_session_timeout.
+-- One event's data never fails the chunk's fetch: a scheduled time Python cannot hold (before
+-- year 1 or after 9999 in some time zone) is not loaded but flagged, and fails that event alone.
 SELECT e.id, e.event_type, e.channel, e.email, e.mobile_phone, e.push_token, e.external_id,
-       e.language, e.country, e.origin, e.ctx, e.created, e.scheduled, e.template_id,
-       e.template_version, e.errors, e.next_try
+       e.language, e.country, e.origin, e.ctx, e.created,
+       CASE WHEN e.scheduled BETWEEN '0001-01-02 00:00+00' AND '9999-12-30 00:00+00'
+            THEN e.scheduled END AS scheduled,
+       coalesce(NOT e.scheduled BETWEEN '0001-01-02 00:00+00' AND '9999-12-30 00:00+00', false)
+           AS scheduled_out_of_range,
+       e.template_id, e.template_version, e.errors, e.next_try
 FROM {events} AS e
 WHERE status = 1 AND next_try <= now()
   AND event_type = %(event_type)s AND channel = %(channel)s

@@ -8,7 +8,10 @@ is the one place that decides whether a failure is retried.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -39,6 +42,32 @@ class MessageCenterOperator(BaseOperator):
     def run(self, context: Context) -> Any:
         """The task's work (subclasses)."""
         raise NotImplementedError
+
+    # Set while a stoppable task runs; not built in __init__, as operators are copied and serialised.
+    _stop_event: threading.Event | None = None
+
+    def on_kill(self) -> None:
+        """SIGTERM (the task runner calls this: a deploy, a worker restart): stop after the message
+        in flight, log what was sent, release the rest."""
+        if self._stop_event is not None:
+            self.log.info("Stop requested: finishing the message in flight, releasing the rest")
+            self._stop_event.set()
+
+    @contextlib.contextmanager
+    def stoppable(self) -> Iterator[threading.Event]:
+        """The event :meth:`on_kill` sets; SIGINT (the first signal of Airflow's kill escalation)
+        sets it too instead of interrupting a send half-way."""
+        self._stop_event = stop = threading.Event()
+        previous: Any = None
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        if in_main_thread:
+            previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+        try:
+            yield stop
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous)
+            self._stop_event = None
 
 
 class _ExecutionOperator(MessageCenterOperator):
@@ -109,9 +138,9 @@ class DeliverMessagesOperator(_ExecutionOperator):
         from messagecenter.airflow.transports import transport_for
 
         shard = execution.Shard.from_xcom(self.shard)
-        with self.hook.connect() as conn:
+        with self.stoppable() as stop, self.hook.connect() as conn:
             counts = execution.deliver_shard(
-                conn, shard, self.settings.processing, transport_for=transport_for
+                conn, shard, self.settings.processing, transport_for=transport_for, stop=stop
             )
         counts.log(f"Deliver {shard.queue} {shard.event_type}/{shard.channel}")
         return counts.summary()
@@ -131,12 +160,14 @@ class DrainRealtimeOperator(_ExecutionOperator):
     def run(self, context: Context) -> dict[str, int]:
         from messagecenter.airflow.transports import transport_for
 
-        counts = execution.drain_realtime(
-            self.hook.connect,
-            self.settings.processing,
-            transport_for=transport_for,
-            lifetime_seconds=self.lifetime_seconds,
-        )
+        with self.stoppable() as stop:
+            counts = execution.drain_realtime(
+                self.hook.connect,
+                self.settings.processing,
+                transport_for=transport_for,
+                lifetime_seconds=self.lifetime_seconds,
+                stop=stop,
+            )
         return counts.summary()
 
 

@@ -28,8 +28,36 @@ def transport_for(channel: int) -> Transport:
 
 def smtp_transport(conn_id: str = settings.SMTP_CONN_ID, *, from_email: str | None = None) -> SmtpTransport:
     """An :class:`SmtpTransport` whose connections ``SmtpHook`` opens from Airflow connection ``conn_id``
-    (extras ``from_email``, ``disable_ssl``, ``disable_tls``, ``timeout``, ``retry_limit``)."""
-    return SmtpTransport(lambda: open_smtp_client(conn_id), name=conn_id, from_email=from_email)
+    (extras ``from_email``, ``disable_ssl``, ``disable_tls``, ``timeout``, ``retry_limit`` as
+    ``SmtpHook`` reads them, and ``deadline``: most seconds for one message, default 60)."""
+    return SmtpTransport(
+        lambda: open_smtp_client(conn_id),
+        name=conn_id,
+        from_email=from_email,
+        deadline=_deadline(conn_id, default=60.0),
+    )
+
+
+def _deadline(conn_id: str, *, default: float) -> float:
+    """The connection's extra ``deadline`` (seconds for a whole send), else ``default``."""
+    from airflow.sdk import BaseHook
+
+    try:
+        extra = BaseHook.get_connection(conn_id).extra_dejson or {}
+    except Exception:  # not defined: the transport reports that when it opens
+        return default
+    raw = extra.get("deadline", default)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f'connection {conn_id!r}: extra "deadline" must be a number of seconds, got {raw!r}'
+        ) from None
+    if not 0 < value <= 3600:
+        raise ConfigError(
+            f'connection {conn_id!r}: extra "deadline" must be between 0 and 3600 s, got {value:g}'
+        )
+    return value
 
 
 def open_smtp_client(conn_id: str) -> SmtpClient:
@@ -56,8 +84,14 @@ def open_smtp_client(conn_id: str) -> SmtpClient:
 
 
 def http_transport(conn_id: str, *, timeout: float = 10.0) -> HttpTransport:
-    """An :class:`HttpTransport` posting to the provider of Airflow connection ``conn_id``."""
-    return HttpTransport(lambda: endpoint_from_airflow(conn_id), name=conn_id, timeout=timeout)
+    """An :class:`HttpTransport` posting to the provider of Airflow connection ``conn_id`` (extra
+    ``deadline``: most seconds for a whole request, answer included, default 30)."""
+    return HttpTransport(
+        lambda: endpoint_from_airflow(conn_id),
+        name=conn_id,
+        timeout=timeout,
+        deadline=_deadline(conn_id, default=30.0),
+    )
 
 
 def endpoint_from_airflow(conn_id: str) -> HttpEndpoint:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from fastapi import APIRouter, Depends, FastAPI, Request, status
@@ -17,11 +18,19 @@ from psycopg_pool import PoolTimeout
 from messagecenter import __version__
 from messagecenter.airflow.registry_sync import poll_registry
 from messagecenter.api.deps import ApiState, require_token
+from messagecenter.api.models import ErrorMessage
 from messagecenter.api.routes import archiving, events, health
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import Settings
+from messagecenter.intake.decode import request_schema, schema_components
 
 log = logging.getLogger(__name__)
+
+# Answers every route under /api/v1 may give, whatever it does.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorMessage, "description": "Missing or invalid bearer token"},
+    503: {"model": ErrorMessage, "description": "Execution database unavailable, or a configuration error"},
+}
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -62,12 +71,26 @@ def create_app(
         generate_unique_id_function=_operation_id,
     )
     app.state.mc = state
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)], responses=COMMON_RESPONSES)
     api.include_router(events.router)
     api.include_router(health.router)
     if in_airflow:
         api.include_router(archiving.router)
     app.include_router(api)
+
+    def openapi() -> dict[str, Any]:
+        # The push body's batch limit is a setting: documented as configured, read on first use.
+        if app.openapi_schema is None:
+            spec = FastAPI.openapi(app)
+            push = spec["paths"].get("/api/v1/events/{queue}", {}).get("post")
+            if push is not None:
+                push["requestBody"]["content"]["application/json"]["schema"] = request_schema(
+                    state.settings.max_batch
+                )
+                spec.setdefault("components", {}).setdefault("schemas", {}).update(schema_components())
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(ConfigError)
     async def _config_error(_: Request, exc: ConfigError) -> JSONResponse:

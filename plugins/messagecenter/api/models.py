@@ -1,4 +1,4 @@
-"""The API's output models (the input contract is ``messagecenter.intake.decode``)."""
+"""The API's output models, errors included (the input contract is ``messagecenter.intake.decode``)."""
 
 from __future__ import annotations
 
@@ -64,3 +64,29 @@ class ArchivingWorkflow(BaseModel):
     instance: str
     connection: str
     dag_id: str
+
+
+class ErrorMessage(BaseModel):
+    """An error explained in one sentence (401, 404, 409, 413, 503)."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    """One problem of a refused request, FastAPI-style: where (``loc``), what (``msg``), which kind."""
+
+    type: str
+    loc: list[str | int] = Field(description='where, e.g. ["body", "events", 3, "ctx"]')
+    msg: str
+
+
+class ValidationErrors(BaseModel):
+    """A request refused for its content (422), naming the item and field at fault."""
+
+    detail: list[FieldError]
+
+
+class ValidationErrorsOrMessage(BaseModel):
+    """A 422 of a route that also refuses in one sentence."""
+
+    detail: list[FieldError] | str

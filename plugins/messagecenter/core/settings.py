@@ -72,6 +72,8 @@ class Settings:
     :param execution_queue: Celery queue of execution tasks (``MC_EXECUTION_QUEUE``).
     :param max_batch: most events accepted in one request (``MC_MAX_BATCH``).
     :param max_ctx_bytes: largest personalisation object, as JSON bytes (``MC_MAX_CTX_BYTES``).
+    :param max_ctx_depth: deepest nesting of the personalisation object, itself level 1
+        (``MC_MAX_CTX_DEPTH``).
     :param max_body_bytes: largest request body the API reads (``MC_MAX_BODY_BYTES``).
     :param retention: age past which ``mcCleanup`` purges archived final events (``MC_RETENTION_DAYS``).
     :param archive_overlap: how much before its interval an archiving run re-reads
@@ -88,6 +90,7 @@ class Settings:
     execution_queue: str = "default"
     max_batch: int = 10_000
     max_ctx_bytes: int = 64 * 1024
+    max_ctx_depth: int = 32
     max_body_bytes: int = 64 * 1024 * 1024
     retention: timedelta = timedelta(days=30)
     archive_overlap: timedelta = timedelta(minutes=15)
@@ -131,6 +134,7 @@ def load_settings(env: dict[str, str] | os._Environ[str] | None = None) -> Setti
         execution_queue=env.get("MC_EXECUTION_QUEUE", "").strip() or "default",
         max_batch=_int_env(env, "MC_MAX_BATCH", 10_000, 1, 100_000),
         max_ctx_bytes=_int_env(env, "MC_MAX_CTX_BYTES", 64 * 1024, 256, 16 * 1024 * 1024),
+        max_ctx_depth=_int_env(env, "MC_MAX_CTX_DEPTH", 32, 1, 256),
         max_body_bytes=_int_env(env, "MC_MAX_BODY_BYTES", 64 * 1024 * 1024, 1024, 1024**3),
         retention=timedelta(days=_int_env(env, "MC_RETENTION_DAYS", 30, 1, 36_500)),
         archive_overlap=timedelta(seconds=_int_env(env, "MC_ARCHIVE_OVERLAP_SECONDS", 900, 0, 86_400)),

@@ -85,6 +85,19 @@ STATUS_LABELS: dict[Status, str] = {
 DELIVERY_LOG_STATUSES = (Status.SENT, Status.IGNORED, Status.FAILED)  # what a delivery log can say
 
 
+class Unloadable:
+    """A value of one event that could not be loaded (e.g. a ctx too deep or with a number Python
+    cannot hold): it fails that event alone, with ``reason`` in its delivery log."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Unloadable({self.reason!r})"
+
+
 @dataclass(slots=True)
 class ClaimedEvent:
     """One event claimed by a delivery chunk: a row of ``claim_for_delivery``, column for column."""
@@ -99,13 +112,24 @@ class ClaimedEvent:
     language: str | None
     country: str | None
     origin: str | None
-    ctx: dict[str, Any] | None
+    ctx: Any  # the JSON object as loaded, or Unloadable (see load_problem)
     created: datetime
     scheduled: datetime | None
+    scheduled_out_of_range: bool
     template_id: int
     template_version: int
     errors: int
     next_try: datetime
+
+    def load_problem(self) -> str | None:
+        """Why this event's data cannot be delivered as stored, or ``None``."""
+        if isinstance(self.ctx, Unloadable):
+            return f"cannot load ctx: {self.ctx.reason}"
+        if self.ctx is not None and not isinstance(self.ctx, dict):
+            return f"ctx is a JSON {type(self.ctx).__name__}, not an object"
+        if self.scheduled_out_of_range:
+            return "scheduled is out of the supported range (years 1 to 9999)"
+        return None
 
     @property
     def address(self) -> str | None:
@@ -151,4 +175,5 @@ __all__ = [
     "ClaimedEvent",
     "Queue",
     "Status",
+    "Unloadable",
 ]

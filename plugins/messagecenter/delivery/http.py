@@ -8,6 +8,7 @@ gateway in front of it) can drop the duplicate that a retry after a timeout may 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -86,23 +87,33 @@ def classify_status(status: int) -> Outcome:
 class HttpTransport:
     """POST SMS and push messages to a provider's JSON API.
 
-    ``with transport:`` reads the endpoint and opens one pooled ``httpx.Client`` (kept-alive
-    connections) for the chunk. If the endpoint cannot be read (:class:`ConfigError`), nothing is
-    raised: every ``send`` answers ``TRANSIENT`` with the reason, so the events are retried later.
+    ``with transport:`` reads the endpoint and opens one pooled ``httpx.AsyncClient`` (kept-alive
+    connections) on a private event loop for the chunk: asyncio gives each request an overall
+    deadline, which a provider trickling its answer cannot stretch. If the endpoint cannot be read
+    (:class:`ConfigError`), nothing is raised: every ``send`` answers ``TRANSIENT`` with the
+    reason, so the events are retried later.
 
     :param read_endpoint: returns the provider's endpoint; called once per chunk.
     :param name: the provider's name in logs and errors (its connection id).
-    :param timeout: seconds allowed for each of connect, write, read (not for the whole request).
+    :param timeout: seconds allowed for each of connect, write, read.
+    :param deadline: seconds allowed for a whole request, answer included.
     """
 
     def __init__(
-        self, read_endpoint: Callable[[], HttpEndpoint], *, name: str, timeout: float = 10.0
+        self,
+        read_endpoint: Callable[[], HttpEndpoint],
+        *,
+        name: str,
+        timeout: float = 10.0,
+        deadline: float = 30.0,
     ) -> None:
         self.read_endpoint = read_endpoint
         self.name = name
         self.timeout = timeout
+        self.deadline = deadline
         self._endpoint: HttpEndpoint | None = None
-        self._client: httpx.Client | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._error: str | None = None
 
     def __enter__(self) -> HttpTransport:
@@ -113,7 +124,8 @@ class HttpTransport:
             self._error = str(exc)
             log.warning("HTTP transport %r: %s", self.name, exc)
             return self
-        self._client = httpx.Client(
+        self._loop = asyncio.new_event_loop()
+        self._client = httpx.AsyncClient(
             timeout=self.timeout,
             headers={**self._endpoint.headers, "Accept": "application/json"},
             auth=self._endpoint.auth,
@@ -124,22 +136,28 @@ class HttpTransport:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            if client is not None:
+                loop.run_until_complete(client.aclose())
+            loop.close()
 
     def send(self, message: OutgoingMessage) -> SendResult:
         """POST one message; never raises for a delivery problem, the result says what happened."""
-        if self._client is None or self._endpoint is None:
+        if self._client is None or self._endpoint is None or self._loop is None:
             error = self._error or "HttpTransport used outside `with transport:`"
             return SendResult(Outcome.TRANSIENT, error=truncate(error))
         try:
             body = json.dumps(request_body(message), ensure_ascii=False, allow_nan=False).encode()
         except (TypeError, ValueError) as exc:  # unknown channel, data that is not JSON
             return SendResult(Outcome.PERMANENT, error=truncate(f"cannot build the request: {exc}"))
+        post = self._client.post(
+            self._endpoint.url, content=body, headers={"Content-Type": "application/json"}
+        )
         try:
-            response = self._client.post(
-                self._endpoint.url, content=body, headers={"Content-Type": "application/json"}
-            )
+            response = self._loop.run_until_complete(asyncio.wait_for(post, self.deadline))
+        except TimeoutError:
+            return self._transient(message, f"no complete answer within the deadline of {self.deadline:g} s")
         except httpx.TimeoutException as exc:
             return self._transient(message, f"timeout after {self.timeout:g}s: {type(exc).__name__} {exc}")
         except httpx.HTTPError as exc:  # ConnectError and the other TransportErrors, decoding errors

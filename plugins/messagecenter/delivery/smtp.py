@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 from messagecenter.core.errors import ConfigError
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, truncate
+from messagecenter.delivery.guards import SocketWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +93,23 @@ class SmtpTransport:
         exception) when it cannot.
     :param name: the server's name in logs and errors (its connection id).
     :param from_email: sender (``From`` header and envelope); default: the one ``open_client`` names.
+    :param deadline: most seconds one message may take, whatever the server does (a server that
+        trickles its answer defeats the per-read timeout); past it the connection is dropped and
+        the event retried later.
     """
 
     def __init__(
-        self, open_client: Callable[[], SmtpClient], *, name: str, from_email: str | None = None
+        self,
+        open_client: Callable[[], SmtpClient],
+        *,
+        name: str,
+        from_email: str | None = None,
+        deadline: float = 60.0,
     ) -> None:
         self.open_client = open_client
         self.name = name
+        self.deadline = deadline
+        self._watchdog: SocketWatchdog | None = None
         self._from_email_arg = from_email
         self._from_email: str | None = None
         self._envelope_from = ""
@@ -112,6 +123,7 @@ class SmtpTransport:
 
     def __enter__(self) -> SmtpTransport:
         self._error = None
+        self._watchdog = SocketWatchdog()
         self._connect()
         # A chunk that could not even connect does not try again per message: the events are retried.
         self._may_reconnect = self._client is not None
@@ -121,6 +133,9 @@ class SmtpTransport:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._disconnect(polite=True)
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
 
     def _connect(self) -> None:
         """Open and authenticate a connection; on failure remember why instead of raising."""
@@ -227,8 +242,10 @@ class SmtpTransport:
         except (ValueError, TypeError) as exc:  # e.g. a line break in the subject (header injection)
             return SendResult(Outcome.PERMANENT, error=truncate(f"cannot build the e-mail: {exc}"))
         message_id = str(mail["Message-ID"])
+        watchdog = self._watchdog or SocketWatchdog()
         try:
-            refused = client.send_message(mail, from_addr=self._envelope_from, to_addrs=[message.address])
+            with watchdog.guard(client.sock, self.deadline):
+                refused = client.send_message(mail, from_addr=self._envelope_from, to_addrs=[message.address])
         except smtplib.SMTPRecipientsRefused as exc:  # every recipient (here: the only one) refused
             code, reply = next(iter(exc.recipients.values()), (-1, b"recipient refused"))
             result = _refused(code, reply, "recipient refused")
@@ -242,10 +259,15 @@ class SmtpTransport:
             result = SendResult(Outcome.PERMANENT, error=truncate(f"SMTP server cannot take it: {exc}"))
         except (smtplib.SMTPException, OSError) as exc:  # disconnected, reset, timeout: state unknown
             self._disconnect()
-            self._error = f"SMTP connection lost: {type(exc).__name__}: {exc}"
+            if watchdog.fired:
+                self._error = f"SMTP server did not finish within the deadline of {self.deadline:g} s"
+            else:
+                self._error = f"SMTP connection lost: {type(exc).__name__}: {exc}"
             result = SendResult(Outcome.TRANSIENT, error=truncate(self._error))
-        except ValueError as exc:  # malformed message caught by smtplib
-            result = SendResult(Outcome.PERMANENT, error=truncate(f"cannot send the e-mail: {exc}"))
+        except Exception as exc:  # the message itself cannot be written out (a header, an encoding)
+            result = SendResult(
+                Outcome.PERMANENT, error=truncate(f"cannot send the e-mail: {type(exc).__name__}: {exc}")
+            )
         else:
             self._may_reconnect = True  # this connection worked: a later drop deserves a reconnect
             answer = "250 accepted" + (f", refused: {refused}" if refused else "")

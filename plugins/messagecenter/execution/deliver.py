@@ -9,6 +9,8 @@ between messages. The unique delivery log per event makes a redelivery write no 
 from __future__ import annotations
 
 import logging
+import select
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -20,11 +22,12 @@ import psycopg
 from psycopg.rows import class_row
 from psycopg.types.json import set_json_loads
 
-from messagecenter.core.errors import RenderError
+from messagecenter.core.errors import RenderError, TransientError
 from messagecenter.core.settings import ProcessingSettings
-from messagecenter.core.types import ADDRESS_NAMES, ClaimedEvent, Queue, Status
+from messagecenter.core.types import ADDRESS_NAMES, ClaimedEvent, Queue, Status, Unloadable
 from messagecenter.db.queries import query
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, Transport
+from messagecenter.delivery.guards import CircuitBreaker, breaker_for
 from messagecenter.execution.shards import Counts, Shard
 from messagecenter.templates.rendering import Renderer
 from messagecenter.templates.spec import PublishedTemplate
@@ -43,6 +46,16 @@ class _Result:
     address: str | None = None
     send: SendResult | None = None
     error: str | None = None
+    retry_after: float = 0.0  # seconds: no retry before, whatever the backoff says
+
+
+def _load_ctx(data: bytes | str) -> Any:
+    """ctx with msgspec (several times faster than json.loads); what cannot be loaded (too deep, a
+    number Python cannot hold) becomes :class:`Unloadable`, which fails that event alone."""
+    try:
+        return msgspec.json.decode(data)
+    except (msgspec.DecodeError, RecursionError, ValueError) as exc:
+        return Unloadable(f"{type(exc).__name__}: {exc}")
 
 
 def backoff(errors: int, base_seconds: float) -> float:
@@ -61,15 +74,45 @@ def _templates(
     return {(r[1], r[2]): PublishedTemplate(*r) for r in rows}
 
 
+class DatabaseLost(TransientError):
+    """The chunk's database connection went away mid-chunk: stop sending, nothing could be logged."""
+
+
+def _database_lost(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server has ended this session (restart, failover, terminated backend).
+
+    A session idle in its transaction receives nothing unless the server ends it, so a readable
+    socket is the sign; one cheap ``select`` per message, a round trip only when it is readable.
+    """
+    if conn.closed or conn.broken:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if readable:
+            conn.execute(query("keep_alive"))
+    except (psycopg.Error, OSError, ValueError):
+        return True
+    return False
+
+
 def _deliver_chunk(
     conn: psycopg.Connection[Any],
     events: list[ClaimedEvent],
     transport: Transport,
     renderer: Renderer,
     heartbeat_seconds: float,
+    stop: threading.Event | None = None,
 ) -> list[_Result]:
-    """Render and send a claimed chunk; every ``heartbeat_seconds`` of sending, a trivial statement
-    tells the server this worker is alive, so only a hung one loses its chunk to the idle timeout."""
+    """Render and send a claimed chunk, one result per event handled.
+
+    Anything an event's own data causes (loading, rendering, building or encoding the message)
+    fails that event alone. Between messages: every ``heartbeat_seconds`` a trivial statement tells
+    the server this worker is alive (only a hung one loses its chunk to the idle timeout); a lost
+    database connection stops the sending at once (:class:`DatabaseLost`: nothing more is sent that
+    could not be logged); a set ``stop`` ends the chunk early, the events not handled yet are left
+    as they were and come back as soon as the chunk commits; and the provider's circuit breaker,
+    open after consecutive transient failures, answers the rest without calling the provider.
+    """
     templates = _templates(conn, events)
     channel = events[0].channel
     addresses = {e.id: e.address for e in events}
@@ -80,45 +123,83 @@ def _deliver_chunk(
             {"channel": channel, "addresses": [a for a in addresses.values() if a]},
         )
     }
+    breaker = breaker_for(getattr(transport, "name", type(transport).__name__))
     results: list[_Result] = []
     next_beat = time.monotonic() + heartbeat_seconds
-    with transport:
+    with transport, renderer.time_limits():
         for event in events:
-            address = addresses[event.id]
-            if address is None:
-                results.append(_Result(event, Status.IGNORED, error=f"no {ADDRESS_NAMES[channel]}"))
-                continue
-            if address in blocked:
-                results.append(_Result(event, Status.IGNORED, address, error="address in quarantine"))
-                continue
-            template = templates.get((event.template_id, event.template_version))
-            if template is None:
-                error = "template version no longer published"
-                results.append(_Result(event, Status.FAILED, address, error=error))
-                continue
+            if stop is not None and stop.is_set():
+                log.info(
+                    "Stop requested: %s events of the chunk left for the next run", len(events) - len(results)
+                )
+                break
+            if _database_lost(conn):
+                raise DatabaseLost(
+                    f"the database connection was lost after {len(results)} of {len(events)} events "
+                    "of a chunk: sending stopped"
+                )
             try:
-                rendered = renderer.render(template, event=event.template_fields(), ctx=event.ctx or {})
-            except RenderError as exc:
-                results.append(_Result(event, Status.FAILED, address, error=f"render error: {exc}"))
-                continue
-            if rendered.is_empty(channel):
-                results.append(_Result(event, Status.IGNORED, address, error="empty message"))
-                continue
-            message = OutgoingMessage(
-                event_id=event.id,
-                channel=channel,
-                address=address,
-                subject=rendered.subject,
-                html=rendered.html,
-                text=rendered.text,
-                data=rendered.data,
-            )
-            sent = transport.send(message)
-            if time.monotonic() >= next_beat:
+                result = _deliver_one(
+                    event, addresses[event.id], blocked, templates, transport, renderer, breaker
+                )
+            except Exception as exc:  # a bug shown by this event's data: it fails alone, never resent
+                log.exception("Event %s failed on an unexpected error", event.id)
+                result = _Result(
+                    event,
+                    Status.FAILED,
+                    addresses[event.id],
+                    error=f"internal error: {type(exc).__name__}: {exc}",
+                )
+            results.append(result)
+            if result.send is not None and time.monotonic() >= next_beat:
                 conn.execute(query("keep_alive"))  # restarts the server's idle-in-transaction clock
                 next_beat = time.monotonic() + heartbeat_seconds
-            results.append(_Result(event, _STATUS_OF[sent.outcome], address, sent, sent.error))
     return results
+
+
+def _deliver_one(
+    event: ClaimedEvent,
+    address: str | None,
+    blocked: set[str],
+    templates: dict[tuple[int, int], PublishedTemplate],
+    transport: Transport,
+    renderer: Renderer,
+    breaker: CircuitBreaker,
+) -> _Result:
+    """One event: checks, render, send; every problem of its own becomes its result."""
+    channel = event.channel
+    problem = event.load_problem()
+    if problem is not None:
+        return _Result(event, Status.FAILED, address, error=problem)
+    if address is None:
+        return _Result(event, Status.IGNORED, error=f"no {ADDRESS_NAMES[channel]}")
+    if address in blocked:
+        return _Result(event, Status.IGNORED, address, error="address in quarantine")
+    template = templates.get((event.template_id, event.template_version))
+    if template is None:
+        return _Result(event, Status.FAILED, address, error="template version no longer published")
+    try:
+        rendered = renderer.render(template, event=event.template_fields(), ctx=event.ctx or {})
+    except RenderError as exc:
+        return _Result(event, Status.FAILED, address, error=f"render error: {exc}")
+    if rendered.is_empty(channel):
+        return _Result(event, Status.IGNORED, address, error="empty message")
+    if not breaker.allow():
+        error = f"provider failing: {breaker.threshold} transient errors in a row, not tried"
+        # Not a try (the error count stays), but not due again before the breaker half opens.
+        return _Result(event, None, address, error=error, retry_after=breaker.remaining)
+    message = OutgoingMessage(
+        event_id=event.id,
+        channel=channel,
+        address=address,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        data=rendered.data,
+    )
+    sent = transport.send(message)
+    breaker.record(sent.outcome)
+    return _Result(event, _STATUS_OF[sent.outcome], address, sent, sent.error)
 
 
 def _write_results(
@@ -142,7 +223,8 @@ def _write_results(
         else:
             retry_ids.append(r.event.id)
             retry_errors.append(errors)
-            retry_at.append(now + timedelta(seconds=backoff(errors, settings.retry_backoff_seconds)))
+            delay = max(backoff(errors, settings.retry_backoff_seconds), r.retry_after)
+            retry_at.append(now + timedelta(seconds=delay))
     if final:
         _insert_logs(conn, [_log_row(queue, r, status) for r, status in final])
     if retry_ids:
@@ -217,6 +299,7 @@ def deliver_shard(
     transport_for: TransportFactory,
     renderer: Renderer | None = None,
     time_budget: float | None = None,
+    stop: threading.Event | None = None,
 ) -> Counts:
     """Deliver the shard's due events chunk by chunk until none is left or the time budget is spent.
 
@@ -224,7 +307,8 @@ def deliver_shard(
     connection, write the final delivery logs and schedule the retries, commit. The locks are the
     lease, so nothing is written per event to claim it; ``idle_in_transaction_session_timeout``
     set to ``lease_seconds`` has the server end a session that hangs while holding them (a worker
-    that is only slow says it is alive between its messages).
+    that is only slow says it is alive between its messages). A set ``stop`` ends the delivery
+    after the message in flight: what was sent is logged, the rest is released at once.
     """
     renderer = renderer or Renderer()
     counts = Counts()
@@ -232,11 +316,11 @@ def deliver_shard(
     # Keyset: the first chunk starts before every due time; then after the last event claimed.
     params = {**asdict(shard), "limit": settings.deliver_chunk, "after_next_try": "-infinity", "after_id": 0}
     timeout = f"{settings.lease_seconds}s"
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
         with conn.transaction():
             conn.execute(query("set_lease_timeout"), {"timeout": timeout})
             with conn.cursor(row_factory=class_row(ClaimedEvent)) as cur:
-                set_json_loads(msgspec.json.decode, cur)  # ctx: several times faster than json.loads
+                set_json_loads(_load_ctx, cur)
                 events = cur.execute(query("claim_for_delivery", shard.queue), params).fetchall()
             if not events:
                 break
@@ -245,8 +329,7 @@ def deliver_shard(
             if done:
                 events = [e for e in events if e.id not in done]
             if events:
-                results = _deliver_chunk(
-                    conn, events, transport_for(shard.channel), renderer, settings.lease_seconds / 3
-                )
+                transport = transport_for(shard.channel)
+                results = _deliver_chunk(conn, events, transport, renderer, settings.lease_seconds / 3, stop)
                 counts.add(_write_results(conn, shard.queue, results, settings))
     return counts

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -18,6 +20,8 @@ from messagecenter.execution.shards import Counts
 from messagecenter.execution.split import split_queue
 from messagecenter.templates.rendering import Renderer
 
+log = logging.getLogger(__name__)
+
 Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 
 
@@ -28,15 +32,22 @@ def process_once(
     *,
     transport_for: TransportFactory,
     renderer: Renderer,
+    stop: threading.Event | None = None,
 ) -> Counts:
-    """One pass of split, link and deliver over ``queue`` in this process (the real-time path)."""
+    """One pass of split, link and deliver over ``queue`` in this process (the real-time path).
+
+    The link runs for every shard even when ``stop`` is set (it is one statement each): a split's
+    events then never wait for its lease to end, a stopped delivery releases them at once.
+    """
     counts = Counts()
     shards = split_queue(conn, queue, settings)
     for shard in shards:
         counts.claimed += shard.count if shard.batch_id is not None else 0
         counts.add(link_templates(conn, shard))
     for shard in shards:
-        counts.add(deliver_shard(conn, shard, settings, transport_for=transport_for, renderer=renderer))
+        counts.add(
+            deliver_shard(conn, shard, settings, transport_for=transport_for, renderer=renderer, stop=stop)
+        )
     return counts
 
 
@@ -47,21 +58,27 @@ def drain_realtime(
     transport_for: TransportFactory,
     lifetime_seconds: float | None = None,
     idle_wait_seconds: float = 1.0,
+    stop: threading.Event | None = None,
 ) -> Counts:
-    """Drain the rt queue as events arrive until the lifetime is spent.
+    """Drain the rt queue as events arrive until the lifetime is spent or ``stop`` is set.
 
     A ``LISTEN mc_rt_event`` connection wakes the loop as soon as an insert commits (the queue's
     statement trigger notifies); with nothing to do it also wakes every ``idle_wait_seconds`` for
-    retries and scheduled events. A bounded lifetime lets the next DAG run take over cleanly.
+    retries and scheduled events. A bounded lifetime lets the next DAG run take over cleanly. A
+    stop (SIGTERM: a deploy, a worker restart) ends it within about a second plus the message in
+    flight: what was sent is logged, what was claimed and not sent is released at once.
     """
     renderer = Renderer()
     total = Counts()
+    stop = stop or threading.Event()
     deadline = time.monotonic() + (lifetime_seconds or settings.rt_drain_seconds)
     with connect() as listener, connect() as conn:
         listener.autocommit = True
         listener.execute(query("listen_rt_events"))
-        while time.monotonic() < deadline:
-            counts = process_once(conn, "rt", settings, transport_for=transport_for, renderer=renderer)
+        while time.monotonic() < deadline and not stop.is_set():
+            counts = process_once(
+                conn, "rt", settings, transport_for=transport_for, renderer=renderer, stop=stop
+            )
             if counts.claimed or counts.delivered:
                 counts.log("rt drain pass")
                 total.add(counts)
@@ -69,5 +86,7 @@ def drain_realtime(
             timeout = min(idle_wait_seconds, max(deadline - time.monotonic(), 0.0))
             for _ in listener.notifies(timeout=timeout, stop_after=1):
                 pass
+    if stop.is_set():
+        log.info("rt drain stopped on request")
     total.log("rt drain")
     return total

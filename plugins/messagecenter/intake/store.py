@@ -3,15 +3,35 @@
 Writes are set-based: a batch is stored with one ``COPY`` after one id allocation query, whatever its
 size. Every function takes an open psycopg 3 connection and leaves transaction boundaries to itself
 (a push is atomic: all events of a request or none).
+
+Idempotency: an event pushed with a de-duplication key is stored once; a push of the same key with
+the same content answers the stored event's id (a replay), with different content it is refused
+(:class:`IdempotencyConflict`, the API's 409). Keys live in one column, ``idempotency_key``, unique
+per queue, in three namespaces that cannot collide:
+
+* ``h:<K>``: the event of a single push with header ``Idempotency-Key: K``;
+* ``b:<K>#<i>``: item ``i`` of a batch pushed with header ``Idempotency-Key: K``;
+* ``x:<E>``: an event whose ``external_id`` is ``E``, pushed without an ``Idempotency-Key``.
+
+So a batch keyed ``K`` and a single push keyed ``K#0`` are different keys, and so are one client's
+``external_id`` and another's header key. A key also answers for the whole request it came with: a
+single push keyed ``K`` after a batch keyed ``K`` (or the reverse), or a replay of a batch keyed ``K``
+with more or fewer events than the first, is a conflict too.
+
+Content is compared through ``request_hash``, a 16-byte BLAKE2b of the event as decoded (every field,
+defaults filled in, ``scheduled`` in UTC, ``ctx`` byte for byte as sent), stored with keyed events
+only. Events stored before it existed (``NULL``) are taken as matching.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 import psycopg
 from psycopg.rows import dict_row
 
@@ -37,8 +57,10 @@ INTAKE_COLUMNS = (
     "ctx",
     "idempotency_key",
     "scheduled",
+    "request_hash",
 )
 _MAX_ATTEMPTS = 3  # a concurrent push of the same idempotency key makes us retry the transaction
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True)
@@ -49,7 +71,29 @@ class InsertResult:
     replayed: int = 0
 
 
-def intake_row(event_id: int, event: EventIn, key: str | None) -> tuple[Any, ...]:
+class IdempotencyConflict(ValueError):
+    """A key already stands for other content (or another request): nothing was stored.
+
+    :param key: the key as the client sent it (header value or ``external_id``).
+    :param source: ``"Idempotency-Key"`` (the header) or ``"external_id"``.
+    :param index: the position in the request of the event at fault, when one is.
+    """
+
+    def __init__(
+        self, key: str, source: Literal["Idempotency-Key", "external_id"], index: int | None
+    ) -> None:
+        if source == "external_id":
+            where = "" if index is None else f" (event {index})"
+            message = f"external_id {key!r}{where} is already stored with different content"
+        else:
+            message = f"Idempotency-Key {key!r} was already used for a different request"
+        super().__init__(message)
+        self.key, self.source, self.index = key, source, index
+
+
+def intake_row(
+    event_id: int, event: EventIn, key: str | None, request_hash: bytes | None = None
+) -> tuple[Any, ...]:
     """One row in :data:`INTAKE_COLUMNS` order."""
     return (
         event_id,
@@ -65,17 +109,30 @@ def intake_row(event_id: int, event: EventIn, key: str | None) -> tuple[Any, ...
         event.ctx_json,
         key,
         event.scheduled,
+        request_hash,
     )
 
 
-def dedup_keys(events: Sequence[EventIn], idempotency_key: str | None) -> list[str | None]:
-    """The de-duplication key of each event: the request's key (suffixed by position in a batch),
-    else the event's ``external_id``, else none."""
+def content_hash(event: EventIn) -> bytes:
+    """The ``request_hash`` of an event: what a replay of its key must match."""
+    return hashlib.blake2b(_ENCODER.encode(event), digest_size=16).digest()
+
+
+def dedup_keys(
+    events: Sequence[EventIn], idempotency_key: str | None, *, batch: bool | None = None
+) -> list[str | None]:
+    """The de-duplication key of each event (see the module doc): from the request's key, else from
+    the event's ``external_id``, else none. ``batch`` says whether the request was a batch (default:
+    whether it holds several events)."""
+    if batch is None:
+        batch = len(events) != 1
     if idempotency_key:
-        if len(events) == 1:
-            return [idempotency_key]
-        return [f"{idempotency_key}#{i}" for i in range(len(events))]
-    return [e.external_id for e in events]
+        if batch:
+            return [f"b:{idempotency_key}#{i}" for i in range(len(events))]
+        if len(events) != 1:
+            raise ValueError(f"a single push holds one event, got {len(events)}")
+        return [f"h:{idempotency_key}"]
+    return [None if e.external_id is None else f"x:{e.external_id}" for e in events]
 
 
 def insert_events(
@@ -85,16 +142,30 @@ def insert_events(
     *,
     instance_id: int,
     idempotency_key: str | None = None,
+    batch: bool | None = None,
 ) -> InsertResult:
     """Store ``events`` in ``queue`` atomically and return their ids in order.
 
-    An event whose key is already stored is not stored again: its existing id is returned.
+    An event whose key is already stored with the same content is not stored again: its existing id
+    is returned. A key stored with other content raises :class:`IdempotencyConflict`, storing nothing.
+    ``batch``: whether the request was a batch (default: whether it holds several events).
     """
-    keys = dedup_keys(events, idempotency_key)
+    if batch is None:
+        batch = len(events) != 1
+    keys = dedup_keys(events, idempotency_key, batch=batch)
+    hashes = [None if key is None else content_hash(event) for event, key in zip(events, keys, strict=True)]
+    # The request's key must not stand for a request of another shape or size (see the module doc).
+    foreign: list[str] = []
+    if idempotency_key and batch:
+        foreign = [f"h:{idempotency_key}", f"b:{idempotency_key}#{len(events)}"]
+    elif idempotency_key:
+        foreign = [f"b:{idempotency_key}#0"]
     for attempt in range(1, _MAX_ATTEMPTS + 1):
         try:
             with conn.transaction():
-                return _insert(conn, queue, events, keys, instance_id)
+                return _insert(
+                    conn, queue, events, keys, hashes, foreign, instance_id, idempotency_key, batch
+                )
         except psycopg.errors.UniqueViolation:
             # Another request stored one of our keys between our lookup and our write: look again.
             if attempt == _MAX_ATTEMPTS:
@@ -108,12 +179,29 @@ def _insert(
     queue: Queue,
     events: Sequence[EventIn],
     keys: list[str | None],
+    hashes: list[bytes | None],
+    foreign: list[str],
     instance_id: int,
+    idempotency_key: str | None,
+    batch: bool,
 ) -> InsertResult:
-    known: dict[str, int] = {}
-    wanted = sorted({k for k in keys if k})
+    def conflict(position: int | None) -> IdempotencyConflict:
+        if idempotency_key:
+            return IdempotencyConflict(idempotency_key, "Idempotency-Key", position if batch else None)
+        assert position is not None
+        external_id = events[position].external_id or ""
+        return IdempotencyConflict(external_id, "external_id", position if batch else None)
+
+    known: dict[str, tuple[int, bytes | None]] = {}
+    wanted = sorted({k for k in keys if k} | set(foreign))
     if wanted:
-        known = dict(conn.execute(query("find_idempotency_keys", queue), {"keys": wanted}).fetchall())
+        rows = conn.execute(query("find_idempotency_keys", queue), {"keys": wanted}).fetchall()
+        known = {key: (event_id, digest) for key, event_id, digest in rows}
+    if idempotency_key:
+        # A request is stored whole: either all its keys are there (a replay) or none.
+        found = sum(key in known for key in keys)
+        if any(key in known for key in foreign) or 0 < found < len(keys):
+            raise conflict(None)
 
     # Which positions need a new row: no key, or a key neither stored nor seen earlier in this request.
     new_positions: list[int] = []
@@ -121,11 +209,18 @@ def _insert(
     for i, key in enumerate(keys):
         if key is None:
             new_positions.append(i)
-        elif key not in known and key not in first_position:
+        elif key in known:
+            stored_hash = known[key][1]
+            if stored_hash is not None and stored_hash != hashes[i]:  # NULL: stored before hashes existed
+                raise conflict(i)
+        elif key in first_position:
+            if hashes[first_position[key]] != hashes[i]:
+                raise conflict(i)
+        else:
             first_position[key] = i
             new_positions.append(i)
 
-    ids: list[int | None] = [known.get(k) if k else None for k in keys]
+    ids: list[int | None] = [known[k][0] if k is not None and k in known else None for k in keys]
     if new_positions:
         # One round trip for all sequence values (binary int8[]: the cheapest form to ship back).
         allocated = (
@@ -139,7 +234,7 @@ def _insert(
             ids[position] = event_id
         with conn.cursor().copy(query("copy_events", queue)) as copy:
             for position, event_id in zip(new_positions, new_ids, strict=True):
-                copy.write_row(intake_row(event_id, events[position], keys[position]))
+                copy.write_row(intake_row(event_id, events[position], keys[position], hashes[position]))
     for i, key in enumerate(keys):  # later duplicates inside the request share the first one's id
         if ids[i] is None and key is not None:
             ids[i] = ids[first_position[key]]

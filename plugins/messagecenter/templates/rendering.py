@@ -1,15 +1,26 @@
 """Rendering: published templates filled in for one event, compiled once per version.
 
-The sandbox stops code execution, not resource use (``'x'|center(10**9)`` still allocates): template
-authors are trusted not to write denial-of-service templates.
+The sandbox stops code execution; these bounds stop runaway resource use, so a template or a ctx
+cannot make one render run for minutes or build a gigabyte string (each fails that event alone):
+
+* output: at most ``max_output_chars`` per field, counted as the template produces it;
+* size-multiplying operators (``'x' * n``, ``n ** m``) and filters (``center``, ``indent``) refuse
+  a result over that limit before it is built (``sandbox``);
+* time: at most ``time_limit`` seconds per render, enforced by a one-shot SIGALRM armed around
+  each render of a delivery chunk (:meth:`Renderer.time_limits`), which interrupts even a loop
+  that produces nothing. Signals reach the main thread only, and a process has one such timer: a
+  render in another thread, or while another alarm is set (a task's ``execution_timeout``), has
+  the output bounds alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
+import signal
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -20,8 +31,16 @@ from messagecenter.core.types import Channel
 from messagecenter.templates.sandbox import make_environment, syntax_problem
 from messagecenter.templates.spec import PublishedTemplate
 
-_NEWLINES_RE = re.compile(r"\s*[\r\n]+\s*")
+# A header / push title is one line of printable text: any control character (line breaks, a
+# vertical tab...) becomes a space, so no value can inject a header or break the e-mail library.
+_CONTROL_RE = re.compile(r"\s*[\x00-\x1f\x7f]+\s*")
 DEFAULT_CACHE_SIZE = 4096
+DEFAULT_TIME_LIMIT = 2.0
+DEFAULT_MAX_OUTPUT_CHARS = 1_000_000
+
+
+class RenderTimeout(Exception):
+    """Raised inside a render that ran past its time limit (by the SIGALRM tick)."""
 
 
 @dataclass(frozen=True)
@@ -62,13 +81,25 @@ class Renderer:
     version's content can never be served stale. Safe to share between threads.
 
     :param cache_size: most compiled fields kept.
+    :param time_limit: most seconds one render may take (see :meth:`time_limits`).
+    :param max_output_chars: most characters one field may produce.
     """
 
-    def __init__(self, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+    def __init__(
+        self,
+        *,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        time_limit: float = DEFAULT_TIME_LIMIT,
+        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+    ) -> None:
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")
-        self.text_env = make_environment(autoescape=False)
-        self.html_env = make_environment(autoescape=True)
+        self.time_limit = time_limit
+        self.max_output_chars = max_output_chars
+        self._alarms = False  # True inside time_limits(): each render arms a one-shot SIGALRM
+        self._rendering = False
+        self.text_env = make_environment(autoescape=False, max_size=max_output_chars)
+        self.html_env = make_environment(autoescape=True, max_size=max_output_chars)
         self._globals = dict(self.text_env.globals)
         self._maxsize = cache_size
         self._cache: OrderedDict[tuple[int, int, str, str], jinja2.Template] = OrderedDict()
@@ -87,17 +118,58 @@ class Renderer:
         # part renders in a "shared" context: Jinja then skips merging them into a new dict per
         # render, which was a third of the rendering time.
         variables = {**self._globals, "event": event, "ctx": ctx}
-        subject = self._render(template, "subject", template.subject, variables, html=False)
-        if subject is not None:
-            subject = _NEWLINES_RE.sub(" ", subject)  # a header / push title: one line, no injection
-        return Rendered(
-            subject=subject,
-            html=self._render(template, "html", template.html, variables, html=True),
-            text=self._render(template, "text", template.text, variables, html=False),
-            data=None
-            if template.data is None
-            else self._render_data(template, "data", template.data, variables),
+        if self._alarms:
+            self._rendering = True
+            signal.setitimer(signal.ITIMER_REAL, self.time_limit)
+        try:
+            subject = self._render(template, "subject", template.subject, variables, html=False)
+            if subject is not None:
+                subject = _CONTROL_RE.sub(" ", subject)
+            return Rendered(
+                subject=subject,
+                html=self._render(template, "html", template.html, variables, html=True),
+                text=self._render(template, "text", template.text, variables, html=False),
+                data=None
+                if template.data is None
+                else self._render_data(template, "data", template.data, variables),
+            )
+        finally:
+            if self._alarms:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                self._rendering = False
+
+    @contextlib.contextmanager
+    def time_limits(self) -> Iterator[None]:
+        """Enforce :attr:`time_limit` on the renders of this block (a delivery chunk).
+
+        Installs a SIGALRM handler that raises :class:`RenderTimeout` in a render past its limit;
+        each render arms and disarms a one-shot timer. System calls are restarted after the signal
+        (``siginterrupt``), so the libraries running between renders never see it. The previous
+        handler comes back afterwards.
+        """
+        usable = (
+            self.time_limit > 0
+            and threading.current_thread() is threading.main_thread()
+            and signal.getitimer(signal.ITIMER_REAL)[0] == 0  # nobody else's alarm is running
         )
+        if not usable:
+            yield
+            return
+
+        def on_alarm(signum: int, frame: Any) -> None:
+            if self._rendering:
+                self._rendering = False
+                raise RenderTimeout(f"render took longer than {self.time_limit:g} s")
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.siginterrupt(signal.SIGALRM, False)
+        self._alarms = True
+        try:
+            yield
+        finally:
+            self._alarms = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
     def cache_info(self) -> CacheInfo:
         with self._lock:
@@ -133,7 +205,17 @@ class Renderer:
         compiled = self._compiled(template, where, source, html=html)
         try:
             context = compiled.new_context(variables, shared=True)
-            return compiled.environment.concat(compiled.root_render_func(context)).strip()
+            parts, size, limit = [], 0, self.max_output_chars
+            for part in compiled.root_render_func(context):
+                size += len(part)
+                if size > limit:
+                    raise RenderError(f"{where}: the output is longer than {limit} characters")
+                parts.append(part)
+            return "".join(parts).strip()
+        except RenderError:
+            raise
+        except RenderTimeout as exc:
+            raise RenderError(f"{where}: {exc}") from None
         except jinja2.TemplateError as exc:  # UndefinedError, SecurityError...
             raise RenderError(f"{where}: {exc}") from exc
         except Exception as exc:  # a template is code: whatever it raises fails this event only

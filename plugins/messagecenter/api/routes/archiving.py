@@ -10,7 +10,7 @@ import asyncio
 from fastapi import APIRouter, HTTPException, status
 
 from messagecenter.airflow import registry
-from messagecenter.api.models import ArchivingWorkflow
+from messagecenter.api.models import ArchivingWorkflow, ValidationErrorsOrMessage
 from messagecenter.core.errors import ConfigError
 
 router = APIRouter(prefix="/archiving", tags=["archiving"])
@@ -32,6 +32,12 @@ async def list_archiving_workflows() -> list[ArchivingWorkflow]:
 @router.post(
     "/{instance}",
     status_code=status.HTTP_201_CREATED,
+    responses={
+        422: {
+            "model": ValidationErrorsOrMessage,
+            "description": "Invalid instance name, or no usable connection mc_exec_<instance>",
+        }
+    },
     summary="Create the archiving workflow of execution instance <instance> (connection mc_exec_<instance>)",
 )
 async def create_archiving_workflow(instance: str) -> ArchivingWorkflow:

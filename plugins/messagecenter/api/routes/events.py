@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 
 from messagecenter.api.deps import ApiState, ConnDep, StateDep
-from messagecenter.api.models import EventCreated, EventPublic, EventsCreated
+from messagecenter.api.models import (
+    ErrorMessage,
+    EventCreated,
+    EventPublic,
+    EventsCreated,
+    ValidationErrors,
+)
 from messagecenter.core.types import Queue
 from messagecenter.intake import store
 from messagecenter.intake.decode import EventIn, IntakeError, decode_push, request_schema
 
 router = APIRouter(prefix="/events", tags=["events"])
+
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    422: {"model": ValidationErrors, "description": "Refused content, naming the item and field at fault"},
+}
+PUSH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "Stored (or already stored under the same idempotency key with the same content)",
+        "headers": {
+            "Idempotent-Replayed": {
+                "description": "`true` when an event of the request was already stored under its key",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        },
+    },
+    409: {
+        "model": ErrorMessage,
+        "description": "The Idempotency-Key or an external_id already stands for different content",
+    },
+    413: {"model": ErrorMessage, "description": "The body is larger than MC_MAX_BODY_BYTES"},
+    **_REFUSED,
+}
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -31,9 +58,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _decode(body: bytes, state: ApiState) -> tuple[list[EventIn], bool]:
+    settings = state.settings
     try:
         return decode_push(
-            body, max_batch=state.settings.max_batch, max_ctx_bytes=state.settings.max_ctx_bytes
+            body,
+            max_batch=settings.max_batch,
+            max_ctx_bytes=settings.max_ctx_bytes,
+            max_ctx_depth=settings.max_ctx_depth,
         )
     except IntakeError as exc:
         raise RequestValidationError(exc.errors) from None
@@ -43,7 +74,9 @@ def _decode(body: bytes, state: ApiState) -> tuple[list[EventIn], bool]:
     "/{queue}",
     status_code=status.HTTP_201_CREATED,
     response_model=EventCreated | EventsCreated,
+    responses=PUSH_RESPONSES,
     openapi_extra={
+        # The app puts the configured batch limit in (main.py); this is the default one.
         "requestBody": {"required": True, "content": {"application/json": {"schema": request_schema()}}}
     },
     summary="Push one event, or a batch of up to 10,000 events stored all or nothing",
@@ -55,6 +88,16 @@ async def push_events(
     state: StateDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> EventCreated | EventsCreated:
+    if idempotency_key and "\x00" in idempotency_key:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ["header", "idempotency-key"],
+                    "msg": "Idempotency-Key must not contain NUL characters",
+                }
+            ]
+        )
     body = await _read_body(request, state.settings.max_body_bytes)
 
     def decode_and_store() -> tuple[store.InsertResult, bool]:
@@ -62,17 +105,29 @@ async def push_events(
         events, is_batch = _decode(body, state)
         with state.pool.connection() as conn:
             result = store.insert_events(
-                conn, queue, events, instance_id=state.settings.instance_id, idempotency_key=idempotency_key
+                conn,
+                queue,
+                events,
+                instance_id=state.settings.instance_id,
+                idempotency_key=idempotency_key,
+                batch=is_batch,
             )
         return result, is_batch
 
-    result, is_batch = await run_in_threadpool(decode_and_store)
+    try:
+        result, is_batch = await run_in_threadpool(decode_and_store)
+    except store.IdempotencyConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     if result.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return EventsCreated(ids=result.ids) if is_batch else EventCreated(id=result.ids[0])
 
 
-@router.get("/{queue}/{event_id}", summary="Read an event with its status code and name")
+@router.get(
+    "/{queue}/{event_id}",
+    responses={404: {"model": ErrorMessage, "description": "No such event in this queue"}, **_REFUSED},
+    summary="Read an event with its status code and name",
+)
 def read_event(queue: Queue, event_id: int, conn: ConnDep) -> EventPublic:
     row = store.get_event(conn, queue, event_id)
     if row is None:

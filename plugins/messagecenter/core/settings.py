@@ -44,6 +44,11 @@ class ProcessingSettings:
     :param batch_validity_seconds: the same for batch events (``MC_BATCH_VALIDITY``).
     :param rt_drain_seconds: lifetime of one real-time drain task (``MC_RT_DRAIN_SECONDS``).
     :param deliver_time_budget_seconds: a delivery task stops claiming after this; the next run resumes.
+    :param render_timeout_seconds: most seconds one render may take (``MC_RENDER_TIMEOUT_SECONDS``).
+    :param render_max_chars: most characters one rendered field may hold (``MC_RENDER_MAX_CHARS``).
+    :param breaker_threshold: transient errors in a row after which a worker stops calling a
+        provider for a while (``MC_BREAKER_THRESHOLD``).
+    :param breaker_cooldown_seconds: how long it stops (``MC_BREAKER_COOLDOWN_SECONDS``).
     """
 
     claim_chunk: int = 10_000
@@ -58,6 +63,10 @@ class ProcessingSettings:
     batch_validity_seconds: int = 86_400
     rt_drain_seconds: int = 300
     deliver_time_budget_seconds: int = 600
+    render_timeout_seconds: float = 2.0
+    render_max_chars: int = 1_000_000
+    breaker_threshold: int = 5
+    breaker_cooldown_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,10 @@ def load_settings(env: dict[str, str] | os._Environ[str] | None = None) -> Setti
             rt_validity_seconds=_int_env(env, "MC_RT_VALIDITY", 3_600, 1, 365 * 86_400),
             batch_validity_seconds=_int_env(env, "MC_BATCH_VALIDITY", 86_400, 1, 365 * 86_400),
             rt_drain_seconds=_int_env(env, "MC_RT_DRAIN_SECONDS", 300, 1, 86_400),
+            render_timeout_seconds=_int_env(env, "MC_RENDER_TIMEOUT_SECONDS", 2, 1, 3_600),
+            render_max_chars=_int_env(env, "MC_RENDER_MAX_CHARS", 1_000_000, 1_000, 100_000_000),
+            breaker_threshold=_int_env(env, "MC_BREAKER_THRESHOLD", 5, 1, 10_000),
+            breaker_cooldown_seconds=_int_env(env, "MC_BREAKER_COOLDOWN_SECONDS", 30, 1, 3_600),
         ),
     )
 

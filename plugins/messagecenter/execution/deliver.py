@@ -58,6 +58,11 @@ def _load_ctx(data: bytes | str) -> Any:
         return Unloadable(f"{type(exc).__name__}: {exc}")
 
 
+def renderer_for(settings: ProcessingSettings) -> Renderer:
+    """A renderer with the settings' bounds on render time and output size."""
+    return Renderer(time_limit=settings.render_timeout_seconds, max_output_chars=settings.render_max_chars)
+
+
 def backoff(errors: int, base_seconds: float) -> float:
     """Seconds before try ``errors + 1``: base, 2x base, 4x base..., capped at one hour."""
     return min(base_seconds * 2 ** max(errors - 1, 0), _MAX_BACKOFF_SECONDS)
@@ -102,6 +107,7 @@ def _deliver_chunk(
     renderer: Renderer,
     heartbeat_seconds: float,
     stop: threading.Event | None = None,
+    breaker: CircuitBreaker | None = None,
 ) -> list[_Result]:
     """Render and send a claimed chunk, one result per event handled.
 
@@ -123,7 +129,7 @@ def _deliver_chunk(
             {"channel": channel, "addresses": [a for a in addresses.values() if a]},
         )
     }
-    breaker = breaker_for(getattr(transport, "name", type(transport).__name__))
+    breaker = breaker or breaker_for(getattr(transport, "name", type(transport).__name__))
     results: list[_Result] = []
     next_beat = time.monotonic() + heartbeat_seconds
     with transport, renderer.time_limits():
@@ -310,7 +316,7 @@ def deliver_shard(
     that is only slow says it is alive between its messages). A set ``stop`` ends the delivery
     after the message in flight: what was sent is logged, the rest is released at once.
     """
-    renderer = renderer or Renderer()
+    renderer = renderer or renderer_for(settings)
     counts = Counts()
     deadline = time.monotonic() + (time_budget or settings.deliver_time_budget_seconds)
     # Keyset: the first chunk starts before every due time; then after the last event claimed.
@@ -330,6 +336,13 @@ def deliver_shard(
                 events = [e for e in events if e.id not in done]
             if events:
                 transport = transport_for(shard.channel)
-                results = _deliver_chunk(conn, events, transport, renderer, settings.lease_seconds / 3, stop)
+                breaker = breaker_for(
+                    getattr(transport, "name", type(transport).__name__),
+                    threshold=settings.breaker_threshold,
+                    cooldown=settings.breaker_cooldown_seconds,
+                )
+                results = _deliver_chunk(
+                    conn, events, transport, renderer, settings.lease_seconds / 3, stop, breaker
+                )
                 counts.add(_write_results(conn, shard.queue, results, settings))
     return counts

@@ -14,7 +14,7 @@ import psycopg
 from messagecenter.core.settings import ProcessingSettings
 from messagecenter.core.types import Queue
 from messagecenter.db.queries import query
-from messagecenter.execution.deliver import TransportFactory, deliver_shard
+from messagecenter.execution.deliver import TransportFactory, deliver_shard, renderer_for
 from messagecenter.execution.link import link_templates
 from messagecenter.execution.shards import Counts
 from messagecenter.execution.split import split_queue
@@ -68,7 +68,7 @@ def drain_realtime(
     stop (SIGTERM: a deploy, a worker restart) ends it within about a second plus the message in
     flight: what was sent is logged, what was claimed and not sent is released at once.
     """
-    renderer = Renderer()
+    renderer = renderer_for(settings)
     total = Counts()
     stop = stop or threading.Event()
     deadline = time.monotonic() + (lifetime_seconds or settings.rt_drain_seconds)

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -424,3 +427,47 @@ def test_a_ctx_key_wins_over_a_dict_method_and_methods_stay_reachable() -> None:
     assert rendered.text == "a,b x=1"
     with pytest.raises(RenderError, match="unsafe"):  # a key lookup never opens an attribute
         Renderer().render(published("{{ ctx.__class__ }}"), event={}, ctx={"a": 1})
+
+
+# --- Bounds -------------------------------------------------------------------------------------
+
+
+def test_subject_control_characters_become_one_printable_line() -> None:
+    rendered = Renderer().render(
+        published("t", channel=0, subject="Order {{ ctx.id }}"), event={}, ctx={"id": "A-1\x0bNote\x00\tx"}
+    )
+    assert rendered.subject == "Order A-1 Note x"
+
+
+@pytest.mark.parametrize(
+    ("source", "ctx", "expected"),
+    [
+        ("{{ ctx.s * ctx.n }}", {"s": "ab", "n": 10**9}, "'*' would build 2000000000 items"),
+        ("{{ ctx.n * ctx.s }}", {"s": "ab", "n": 10**9}, "'*' would build"),
+        ("{{ 10 ** ctx.n }}", {"n": 10**8}, "'**' with an exponent of 100000000"),
+        ("{{ 'x' | center(ctx.n) }}", {"n": 10**9}, "a width of 1000000000"),
+        (
+            "{% for i in range(100000) %}{{ ctx.s }}{% endfor %}",
+            {"s": "0123456789abcdefghijk"},
+            "longer than",
+        ),
+    ],
+)
+def test_renders_cannot_build_a_huge_string(source: str, ctx: dict[str, Any], expected: str) -> None:
+    renderer = Renderer(max_output_chars=1_000_000)
+    with pytest.raises(RenderError, match=re.escape(expected)):
+        renderer.render(published(source), event={}, ctx=ctx)
+
+
+def test_a_render_past_its_time_limit_fails_and_the_next_one_works() -> None:
+    renderer = Renderer(time_limit=0.3)
+    spin = published("{% for i in range(ctx.n) %}{% for j in range(ctx.n) %}{% endfor %}{% endfor %}done")
+    with renderer.time_limits():
+        start = time.monotonic()
+        with pytest.raises(RenderError, match=r"render took longer than 0\.3 s"):
+            renderer.render(spin, event={}, ctx={"n": 100_000})
+        assert time.monotonic() - start < 1.5
+        assert renderer.render(spin, event={}, ctx={"n": 10}).text == "done"
+        time.sleep(0.4)  # no alarm is left armed between renders
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL

@@ -189,7 +189,7 @@ def test_slow_delivery_worker_keeps_its_chunk_past_the_lease(
     settings = replace(SETTINGS, lease_seconds=1, deliver_chunk=EVENTS)
     shard = linked_shard(conn, settings, 40)
     recorder = SlowRecorder()
-    recorder.delay = 0.05  # 40 mails: about 2 s for one chunk, twice the lease
+    recorder.delay = 0.5  # 40 mails, 10 at a time: about 2 s for one chunk, twice the lease
     with SmtpSink(recorder) as sink:
         monkeypatch.setenv("AIRFLOW_CONN_MC_SMTP", sink.connection())
         start = time.monotonic()

@@ -276,8 +276,10 @@ def test_an_event_expiring_mid_delivery_takes_its_delivery_status(
     assert statuses(conn) == {late: 2}
 
 
-def test_every_status_is_reached(conn: psycopg.Connection, smtp_sink: Any) -> None:
+def test_every_status_is_reached(conn: psycopg.Connection, smtp_sink: Any, monkeypatch: Any) -> None:
     publish(conn)
+    # One message at a time, so the sink's answers go to the events in their order.
+    monkeypatch.setenv("AIRFLOW_CONN_MC_SMTP", smtp_sink.connection(max_connections=1))
     smtp_sink.recorder.data_replies.extend(["250 OK", "550 5.7.1 rejected"])
     pending, *_ = push(conn, "batch", {**ORDER, "scheduled": "2099-01-01T00:00:00Z"})
     sent, failed, ignored, not_taken = push(

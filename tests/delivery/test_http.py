@@ -130,7 +130,7 @@ def test_status_classification(provider, reply, outcome, message_id):
     if outcome is not Outcome.SENT:
         assert result.error.startswith(f"HTTP {reply.status}")
     if reply.status == 429:
-        assert result.extra["retry_after"] == "30"
+        assert result.extra["retry_after"] == 30.0
 
 
 def test_long_answer_is_truncated(provider):

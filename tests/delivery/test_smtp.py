@@ -155,18 +155,30 @@ def test_refusals_are_classified_by_code(smtp_server, server_args, outcome, code
     assert len(set(recorder.peers)) == 1
 
 
-def test_421_closes_and_the_next_send_reconnects(smtp_server):
+def test_421_reconnects_and_sends_the_message_again_once(smtp_server):
     recorder, _ = smtp_server(data_replies=deque(["421 4.7.0 too many messages, closing"]))
     with smtp_transport(CONN_ID) as transport:
         first = transport.send(email(event_id=1))
         second = transport.send(email(event_id=2))
         opened = transport.connections_opened
 
-    assert first.outcome is Outcome.TRANSIENT
-    assert "421" in first.error
+    assert first.outcome is Outcome.SENT, first.error  # in the same chunk, on a new connection
     assert second.outcome is Outcome.SENT, second.error
     assert opened == 2
     assert len(set(recorder.peers)) == 2
+    assert [r.mail["X-MC-Event-Id"] for r in recorder.received] == ["1", "2"]
+
+
+def test_a_second_421_in_a_row_is_a_transient_error(smtp_server):
+    recorder, _ = smtp_server(data_replies=deque(["421 4.7.0 busy", "421 4.7.0 still busy"]))
+    with smtp_transport(CONN_ID) as transport:
+        first = transport.send(email(event_id=1))
+        opened = transport.connections_opened
+
+    assert first.outcome is Outcome.TRANSIENT
+    assert "421" in first.error
+    assert opened == 2  # one reconnect, not more
+    assert recorder.received == []
 
 
 def test_server_gone_mid_chunk_is_transient_and_reconnects_once(smtp_server):

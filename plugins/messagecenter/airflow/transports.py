@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import smtplib
+from typing import Any
 
 from messagecenter.core import settings
 from messagecenter.core.errors import ConfigError
@@ -29,33 +30,41 @@ def transport_for(channel: int) -> Transport:
 def smtp_transport(conn_id: str = settings.SMTP_CONN_ID, *, from_email: str | None = None) -> SmtpTransport:
     """An :class:`SmtpTransport` whose connections ``SmtpHook`` opens from Airflow connection ``conn_id``
     (extras ``from_email``, ``disable_ssl``, ``disable_tls``, ``timeout``, ``retry_limit`` as
-    ``SmtpHook`` reads them, and ``deadline``: most seconds for one message, default 60)."""
+    ``SmtpHook`` reads them; ``deadline``: most seconds for one message, default 60;
+    ``max_connections``: a chunk's concurrency, default 10; ``max_rate``: messages per second
+    across all workers, default none)."""
+    extra = _extra(conn_id)
     return SmtpTransport(
         lambda: open_smtp_client(conn_id),
         name=conn_id,
         from_email=from_email,
-        deadline=_deadline(conn_id, default=60.0),
+        deadline=_number(conn_id, extra, "deadline", 60.0, 0, 3600),
+        max_connections=int(_number(conn_id, extra, "max_connections", 10, 0, 1000)),
+        max_rate=_number(conn_id, extra, "max_rate", None, 0, 1_000_000),
     )
 
 
-def _deadline(conn_id: str, *, default: float) -> float:
-    """The connection's extra ``deadline`` (seconds for a whole send), else ``default``."""
+def _extra(conn_id: str) -> dict[str, Any]:
     from airflow.sdk import BaseHook
 
     try:
-        extra = BaseHook.get_connection(conn_id).extra_dejson or {}
+        return BaseHook.get_connection(conn_id).extra_dejson or {}
     except Exception:  # not defined: the transport reports that when it opens
+        return {}
+
+
+def _number(conn_id: str, extra: dict[str, Any], name: str, default: Any, low: float, high: float) -> Any:
+    """The connection's extra ``name`` as a number in ``(low, high]``, else ``default``."""
+    raw = extra.get(name, default)
+    if raw is None or raw == "":
         return default
-    raw = extra.get("deadline", default)
     try:
         value = float(raw)
     except (TypeError, ValueError):
+        raise ConfigError(f"connection {conn_id!r}: extra {name!r} must be a number, got {raw!r}") from None
+    if not low < value <= high:
         raise ConfigError(
-            f'connection {conn_id!r}: extra "deadline" must be a number of seconds, got {raw!r}'
-        ) from None
-    if not 0 < value <= 3600:
-        raise ConfigError(
-            f'connection {conn_id!r}: extra "deadline" must be between 0 and 3600 s, got {value:g}'
+            f"connection {conn_id!r}: extra {name!r} must be in ({low:g}, {high:g}], got {value:g}"
         )
     return value
 
@@ -84,13 +93,18 @@ def open_smtp_client(conn_id: str) -> SmtpClient:
 
 
 def http_transport(conn_id: str, *, timeout: float = 10.0) -> HttpTransport:
-    """An :class:`HttpTransport` posting to the provider of Airflow connection ``conn_id`` (extra
-    ``deadline``: most seconds for a whole request, answer included, default 30)."""
+    """An :class:`HttpTransport` posting to the provider of Airflow connection ``conn_id`` (extras
+    ``deadline``: most seconds for a whole request, answer included, default 30;
+    ``max_connections``: a chunk's concurrency, default 32; ``max_rate``: messages per second across
+    all workers, default none)."""
+    extra = _extra(conn_id)
     return HttpTransport(
         lambda: endpoint_from_airflow(conn_id),
         name=conn_id,
         timeout=timeout,
-        deadline=_deadline(conn_id, default=30.0),
+        deadline=_number(conn_id, extra, "deadline", 30.0, 0, 3600),
+        max_connections=int(_number(conn_id, extra, "max_connections", 32, 0, 1000)),
+        max_rate=_number(conn_id, extra, "max_rate", None, 0, 1_000_000),
     )
 
 

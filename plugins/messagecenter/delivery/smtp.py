@@ -96,6 +96,8 @@ class SmtpTransport:
     :param deadline: most seconds one message may take, whatever the server does (a server that
         trickles its answer defeats the per-read timeout); past it the connection is dropped and
         the event retried later.
+    :param max_connections: how many of these a delivery chunk may open at once (its concurrency).
+    :param max_rate: the provider's limit in messages per second, across all workers (or none).
     """
 
     def __init__(
@@ -105,10 +107,14 @@ class SmtpTransport:
         name: str,
         from_email: str | None = None,
         deadline: float = 60.0,
+        max_connections: int = 10,
+        max_rate: float | None = None,
     ) -> None:
         self.open_client = open_client
         self.name = name
         self.deadline = deadline
+        self.max_connections = max_connections
+        self.max_rate = max_rate
         self._watchdog: SocketWatchdog | None = None
         self._from_email_arg = from_email
         self._from_email: str | None = None
@@ -241,6 +247,25 @@ class SmtpTransport:
             mail = self.build_message(message)
         except (ValueError, TypeError) as exc:  # e.g. a line break in the subject (header injection)
             return SendResult(Outcome.PERMANENT, error=truncate(f"cannot build the e-mail: {exc}"))
+        result, retry = self._attempt(client, mail, message)
+        if retry:  # a 421 or a dropped connection: once more on a new connection, in this chunk
+            self._disconnect()
+            self._may_reconnect = True
+            log.info(
+                "SMTP %r: %s; reconnecting to send event %s again", self.name, result.error, message.event_id
+            )
+            client = self._usable_client()
+            if client is not None:
+                result, _ = self._attempt(client, mail, message)
+        log.debug("event %s: %s %s", message.event_id, result.outcome.value, result.error)
+        return result
+
+    def _attempt(
+        self, client: smtplib.SMTP, mail: Message, message: OutgoingMessage
+    ) -> tuple[SendResult, bool]:
+        """One try over ``client``; the flag says whether a new connection deserves another try
+        (the server said 421, or the connection dropped), as opposed to an answer about the message
+        or a deadline that passed."""
         message_id = str(mail["Message-ID"])
         watchdog = self._watchdog or SocketWatchdog()
         try:
@@ -248,29 +273,25 @@ class SmtpTransport:
                 refused = client.send_message(mail, from_addr=self._envelope_from, to_addrs=[message.address])
         except smtplib.SMTPRecipientsRefused as exc:  # every recipient (here: the only one) refused
             code, reply = next(iter(exc.recipients.values()), (-1, b"recipient refused"))
-            result = _refused(code, reply, "recipient refused")
+            return _refused(code, reply, "recipient refused"), code == 421
         except smtplib.SMTPSenderRefused as exc:
-            result = _refused(exc.smtp_code, exc.smtp_error, "sender refused")
+            return _refused(exc.smtp_code, exc.smtp_error, "sender refused"), exc.smtp_code == 421
         except smtplib.SMTPDataError as exc:
-            result = _refused(exc.smtp_code, exc.smtp_error, "message refused")
+            return _refused(exc.smtp_code, exc.smtp_error, "message refused"), exc.smtp_code == 421
         except smtplib.SMTPResponseException as exc:  # e.g. HELO refused
-            result = _refused(exc.smtp_code, exc.smtp_error, "error")
+            return _refused(exc.smtp_code, exc.smtp_error, "error"), exc.smtp_code == 421
         except smtplib.SMTPNotSupportedError as exc:  # e.g. a non-ASCII address and no SMTPUTF8
-            result = SendResult(Outcome.PERMANENT, error=truncate(f"SMTP server cannot take it: {exc}"))
+            return SendResult(Outcome.PERMANENT, error=truncate(f"SMTP server cannot take it: {exc}")), False
         except (smtplib.SMTPException, OSError) as exc:  # disconnected, reset, timeout: state unknown
             self._disconnect()
             if watchdog.fired:
                 self._error = f"SMTP server did not finish within the deadline of {self.deadline:g} s"
             else:
                 self._error = f"SMTP connection lost: {type(exc).__name__}: {exc}"
-            result = SendResult(Outcome.TRANSIENT, error=truncate(self._error))
+            return SendResult(Outcome.TRANSIENT, error=truncate(self._error)), not watchdog.fired
         except Exception as exc:  # the message itself cannot be written out (a header, an encoding)
-            result = SendResult(
-                Outcome.PERMANENT, error=truncate(f"cannot send the e-mail: {type(exc).__name__}: {exc}")
-            )
-        else:
-            self._may_reconnect = True  # this connection worked: a later drop deserves a reconnect
-            answer = "250 accepted" + (f", refused: {refused}" if refused else "")
-            return SendResult(Outcome.SENT, message_id=message_id, provider_answer=truncate(answer))
-        log.debug("event %s: %s %s", message.event_id, result.outcome.value, result.error)
-        return result
+            error = truncate(f"cannot send the e-mail: {type(exc).__name__}: {exc}")
+            return SendResult(Outcome.PERMANENT, error=error), False
+        self._may_reconnect = True  # this connection worked: a later drop deserves a reconnect
+        answer = "250 accepted" + (f", refused: {refused}" if refused else "")
+        return SendResult(Outcome.SENT, message_id=message_id, provider_answer=truncate(answer)), False

@@ -13,6 +13,7 @@ import select
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +29,8 @@ from messagecenter.core.types import ADDRESS_NAMES, ClaimedEvent, Queue, Status,
 from messagecenter.db.queries import query
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, Transport
 from messagecenter.delivery.guards import CircuitBreaker, breaker_for
+from messagecenter.delivery.pool import TransportPool
+from messagecenter.delivery.rate import RateLimiter
 from messagecenter.execution.shards import Counts, Shard
 from messagecenter.templates.rendering import Renderer
 from messagecenter.templates.spec import PublishedTemplate
@@ -103,21 +106,27 @@ def _database_lost(conn: psycopg.Connection[Any]) -> bool:
 def _deliver_chunk(
     conn: psycopg.Connection[Any],
     events: list[ClaimedEvent],
-    transport: Transport,
+    make_transport: Callable[[], Transport],
     renderer: Renderer,
     heartbeat_seconds: float,
     stop: threading.Event | None = None,
     breaker: CircuitBreaker | None = None,
+    limiter: RateLimiter | None = None,
 ) -> list[_Result]:
-    """Render and send a claimed chunk, one result per event handled.
+    """Render and send a claimed chunk, one result per event handled, in the chunk's order.
 
-    Anything an event's own data causes (loading, rendering, building or encoding the message)
-    fails that event alone. Between messages: every ``heartbeat_seconds`` a trivial statement tells
-    the server this worker is alive (only a hung one loses its chunk to the idle timeout); a lost
-    database connection stops the sending at once (:class:`DatabaseLost`: nothing more is sent that
-    could not be logged); a set ``stop`` ends the chunk early, the events not handled yet are left
-    as they were and come back as soon as the chunk commits; and the provider's circuit breaker,
-    open after consecutive transient failures, answers the rest without calling the provider.
+    Messages are rendered here, in order, and sent by a pool of up to ``max_connections``
+    transports (the provider connection's concurrency), so that many are in flight at once; a
+    provider limited to one connection is sent to inline. Anything an event's own data causes
+    (loading, rendering, building or encoding the message) fails that event alone.
+
+    Between messages: every ``heartbeat_seconds`` a trivial statement tells the server this worker
+    is alive (only a hung one loses its chunk to the idle timeout); a lost database connection
+    stops the sending at once (:class:`DatabaseLost`: nothing more is sent that could not be
+    logged); a set ``stop`` ends the chunk early (the messages in flight finish and are logged, the
+    events not handled yet come back as soon as the chunk commits); the provider's circuit breaker,
+    open after consecutive transient failures, answers without calling the provider; and the rate
+    limiter, when the provider has one, spaces the sends.
     """
     templates = _templates(conn, events)
     channel = events[0].channel
@@ -129,50 +138,154 @@ def _deliver_chunk(
             {"channel": channel, "addresses": [a for a in addresses.values() if a]},
         )
     }
-    breaker = breaker or breaker_for(getattr(transport, "name", type(transport).__name__))
-    results: list[_Result] = []
+    first = make_transport()
+    breaker = breaker or breaker_for(provider_name(first))
+    pool = TransportPool(first, make_transport)
+    results: dict[int, _Result] = {}
+    in_flight: dict[Future[SendResult], tuple[int, _Result]] = {}
     next_beat = time.monotonic() + heartbeat_seconds
-    with transport, renderer.time_limits():
-        for event in events:
-            if stop is not None and stop.is_set():
-                log.info(
-                    "Stop requested: %s events of the chunk left for the next run", len(events) - len(results)
-                )
-                break
-            if _database_lost(conn):
-                raise DatabaseLost(
-                    f"the database connection was lost after {len(results)} of {len(events)} events "
-                    "of a chunk: sending stopped"
-                )
-            try:
-                result = _deliver_one(
-                    event, addresses[event.id], blocked, templates, transport, renderer, breaker
-                )
-            except Exception as exc:  # a bug shown by this event's data: it fails alone, never resent
-                log.exception("Event %s failed on an unexpected error", event.id)
-                result = _Result(
-                    event,
-                    Status.FAILED,
-                    addresses[event.id],
-                    error=f"internal error: {type(exc).__name__}: {exc}",
-                )
-            results.append(result)
-            if result.send is not None and time.monotonic() >= next_beat:
-                conn.execute(query("keep_alive"))  # restarts the server's idle-in-transaction clock
-                next_beat = time.monotonic() + heartbeat_seconds
-    return results
+
+    def collect(done: set[Future[SendResult]]) -> None:
+        for future in done:
+            position, pending = in_flight.pop(future)
+            results[position] = _sent(pending, future, breaker)
+
+    def keep_alive() -> None:
+        nonlocal next_beat
+        if time.monotonic() >= next_beat:
+            conn.execute(query("keep_alive"))  # restarts the server's idle-in-transaction clock
+            next_beat = time.monotonic() + heartbeat_seconds
+
+    with (
+        pool,
+        ThreadPoolExecutor(pool.size, thread_name_prefix="mc-send") as executor,
+        renderer.time_limits(),
+    ):
+        try:
+            for position, event in enumerate(events):
+                if stop is not None and stop.is_set():
+                    left = len(events) - position
+                    log.info("Stop requested: %s events of the chunk left for the next run", left)
+                    break
+                if _database_lost(conn):
+                    raise DatabaseLost(
+                        f"the database connection was lost after {position} of {len(events)} events "
+                        "of a chunk: sending stopped"
+                    )
+                prepared = _prepare(event, addresses[event.id], blocked, templates, renderer, breaker)
+                if isinstance(prepared, _Result):
+                    results[position] = prepared
+                    continue
+                pending = _Result(event, None, prepared.address)
+                if limiter is not None:
+                    limiter.wait_turn()
+                if pool.size == 1:  # one connection: no thread to hand the message over to
+                    future: Future[SendResult] = Future()
+                    try:
+                        future.set_result(pool.send(prepared))
+                    except Exception as exc:
+                        future.set_exception(exc)
+                    results[position] = _sent(pending, future, breaker)
+                else:
+                    while len(in_flight) >= pool.size:
+                        done, _ = wait(in_flight, timeout=heartbeat_seconds, return_when=FIRST_COMPLETED)
+                        collect(done)
+                        keep_alive()
+                    in_flight[executor.submit(pool.send, prepared)] = (position, pending)
+                keep_alive()
+            while in_flight:
+                done, _ = wait(in_flight, timeout=heartbeat_seconds, return_when=FIRST_COMPLETED)
+                collect(done)
+                keep_alive()
+        finally:
+            while in_flight:  # an error ended the chunk: what is in flight still finishes
+                done, _ = wait(in_flight)
+                collect(done)
+    return [results[position] for position in sorted(results)]
 
 
-def _deliver_one(
+def provider_name(transport: Transport) -> str:
+    """What a provider's breaker and rate limit are keyed by: the transport's name (connection id)."""
+    return str(getattr(transport, "name", type(transport).__name__))
+
+
+def _sent(pending: _Result, future: Future[SendResult], breaker: CircuitBreaker) -> _Result:
+    """The result of a send: Sent, Failed (permanent) or a retry (transient), from the provider's
+    answer; an unexpected exception in the transport fails the event, final, never resent."""
+    try:
+        sent = future.result()
+    except Exception as exc:
+        log.error("Event %s failed on an unexpected error in the transport: %r", pending.event.id, exc)
+        error = f"internal error: {type(exc).__name__}: {exc}"
+        return replace(pending, status=Status.FAILED, error=error)
+    breaker.record(sent.outcome)
+    retry_after = float(sent.extra.get("retry_after") or 0.0)  # HTTP 429 / 503 with Retry-After
+    status = _STATUS_OF[sent.outcome]
+    return replace(pending, status=status, send=sent, error=sent.error, retry_after=retry_after)
+
+
+def _prepare(
     event: ClaimedEvent,
     address: str | None,
     blocked: set[str],
     templates: dict[tuple[int, int], PublishedTemplate],
-    transport: Transport,
     renderer: Renderer,
     breaker: CircuitBreaker,
-) -> _Result:
-    """One event: checks, render, send; every problem of its own becomes its result."""
+) -> _Result | OutgoingMessage:
+    """One event's checks and render; every problem of its own becomes its result."""
+    try:
+        return _prepare_one(event, address, blocked, templates, renderer, breaker)
+    except Exception as exc:  # a bug shown by this event's data: it fails alone, never resent
+        log.exception("Event %s failed on an unexpected error", event.id)
+        return _Result(event, Status.FAILED, address, error=f"internal error: {type(exc).__name__}: {exc}")
+
+
+class _ProviderGuards:
+    """Per delivery task: each provider's circuit breaker and, when its connection sets
+    ``max_rate``, its rate limiter (with a connection of its own, closed at the end)."""
+
+    def __init__(self, settings: ProcessingSettings, transport_for: TransportFactory) -> None:
+        self._settings = settings
+        self._transport_for = transport_for
+        self._guards: dict[int, tuple[CircuitBreaker, RateLimiter | None]] = {}
+
+    def guards(
+        self, conn: psycopg.Connection[Any], channel: int
+    ) -> tuple[CircuitBreaker, RateLimiter | None]:
+        if channel not in self._guards:
+            transport = self._transport_for(channel)  # not opened: only its settings are read
+            name = provider_name(transport)
+            breaker = breaker_for(
+                name,
+                threshold=self._settings.breaker_threshold,
+                cooldown=self._settings.breaker_cooldown_seconds,
+            )
+            rate = getattr(transport, "max_rate", None)
+            limiter = None
+            if rate:
+                dsn, password = conn.info.dsn, conn.info.password
+
+                def connect() -> psycopg.Connection[Any]:
+                    return psycopg.connect(dsn, password=password, autocommit=True)
+
+                limiter = RateLimiter(connect, name, float(rate))
+            self._guards[channel] = (breaker, limiter)
+        return self._guards[channel]
+
+    def close(self) -> None:
+        for _, limiter in self._guards.values():
+            if limiter is not None:
+                limiter.close()
+
+
+def _prepare_one(
+    event: ClaimedEvent,
+    address: str | None,
+    blocked: set[str],
+    templates: dict[tuple[int, int], PublishedTemplate],
+    renderer: Renderer,
+    breaker: CircuitBreaker,
+) -> _Result | OutgoingMessage:
     channel = event.channel
     problem = event.load_problem()
     if problem is not None:
@@ -194,7 +307,7 @@ def _deliver_one(
         error = f"provider failing: {breaker.threshold} transient errors in a row, not tried"
         # Not a try (the error count stays), but not due again before the breaker half opens.
         return _Result(event, None, address, error=error, retry_after=breaker.remaining)
-    message = OutgoingMessage(
+    return OutgoingMessage(
         event_id=event.id,
         channel=channel,
         address=address,
@@ -203,9 +316,6 @@ def _deliver_one(
         text=rendered.text,
         data=rendered.data,
     )
-    sent = transport.send(message)
-    breaker.record(sent.outcome)
-    return _Result(event, _STATUS_OF[sent.outcome], address, sent, sent.error)
 
 
 def _write_results(
@@ -309,14 +419,32 @@ def deliver_shard(
 ) -> Counts:
     """Deliver the shard's due events chunk by chunk until none is left or the time budget is spent.
 
-    Each chunk is one transaction: claim (row locks), render and send over one transport
-    connection, write the final delivery logs and schedule the retries, commit. The locks are the
+    Each chunk is one transaction: claim (row locks), render and send with up to the provider's
+    ``max_connections`` messages in flight, write the final delivery logs and schedule the retries,
+    commit. The locks are the
     lease, so nothing is written per event to claim it; ``idle_in_transaction_session_timeout``
     set to ``lease_seconds`` has the server end a session that hangs while holding them (a worker
     that is only slow says it is alive between its messages). A set ``stop`` ends the delivery
     after the message in flight: what was sent is logged, the rest is released at once.
     """
     renderer = renderer or renderer_for(settings)
+    providers = _ProviderGuards(settings, transport_for)
+    try:
+        return _deliver_shard(conn, shard, settings, transport_for, renderer, providers, time_budget, stop)
+    finally:
+        providers.close()
+
+
+def _deliver_shard(
+    conn: psycopg.Connection[Any],
+    shard: Shard,
+    settings: ProcessingSettings,
+    transport_for: TransportFactory,
+    renderer: Renderer,
+    providers: _ProviderGuards,
+    time_budget: float | None,
+    stop: threading.Event | None,
+) -> Counts:
     counts = Counts()
     deadline = time.monotonic() + (time_budget or settings.deliver_time_budget_seconds)
     # Keyset: the first chunk starts before every due time; then after the last event claimed.
@@ -335,14 +463,14 @@ def deliver_shard(
             if done:
                 events = [e for e in events if e.id not in done]
             if events:
-                transport = transport_for(shard.channel)
-                breaker = breaker_for(
-                    getattr(transport, "name", type(transport).__name__),
-                    threshold=settings.breaker_threshold,
-                    cooldown=settings.breaker_cooldown_seconds,
-                )
                 results = _deliver_chunk(
-                    conn, events, transport, renderer, settings.lease_seconds / 3, stop, breaker
+                    conn,
+                    events,
+                    lambda: transport_for(shard.channel),
+                    renderer,
+                    settings.lease_seconds / 3,
+                    stop,
+                    *providers.guards(conn, shard.channel),
                 )
                 counts.add(_write_results(conn, shard.queue, results, settings))
     return counts

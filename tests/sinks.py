@@ -101,6 +101,7 @@ class Request:
     headers: dict[str, str]
     body: Any
     client: tuple[str, int]  # one client port per TCP connection
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass

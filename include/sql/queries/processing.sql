@@ -154,3 +154,13 @@ SET status = 6, next_try = NULL, processed = now(), last_modified = now()
 WHERE status IN (0, 1)
   AND coalesce(scheduled, created) < now() - make_interval(secs => %(validity)s)
   AND NOT EXISTS (SELECT 1 FROM mc.delivery_log AS l WHERE l.event_id = e.id);
+
+-- name: copy_delivered_status
+-- 1 -> 2 / 3 / 4 for the events a real-time chunk just delivered, in the chunk's transaction (their
+-- rows are locked by it): an API client sees Sent at once, not at the next updateEventsStatus run,
+-- which finds them done (status no longer 1) and leaves them.
+UPDATE {events} AS e
+SET status = l.status, errors = l.tries - (l.status = 2)::int, next_try = NULL, processed = l.created,
+    last_modified = now()
+FROM mc.delivery_log AS l
+WHERE l.event_id = ANY(%(ids)s) AND e.id = l.event_id AND e.status IN (1, 6);

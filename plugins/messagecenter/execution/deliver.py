@@ -319,7 +319,12 @@ def _prepare_one(
 
 
 def _write_results(
-    conn: psycopg.Connection[Any], queue: Queue, results: list[_Result], settings: ProcessingSettings
+    conn: psycopg.Connection[Any],
+    queue: Queue,
+    results: list[_Result],
+    settings: ProcessingSettings,
+    *,
+    copy_status: bool = False,
 ) -> Counts:
     """Write a chunk's outcome, in its transaction: final delivery logs, then retries with backoff.
 
@@ -343,6 +348,8 @@ def _write_results(
             retry_at.append(now + timedelta(seconds=delay))
     if final:
         _insert_logs(conn, [_log_row(queue, r, status) for r, status in final])
+        if copy_status:
+            conn.execute(query("copy_delivered_status", queue), {"ids": [r.event.id for r, _ in final]})
     if retry_ids:
         conn.execute(
             query("schedule_retries", queue),
@@ -416,6 +423,7 @@ def deliver_shard(
     renderer: Renderer | None = None,
     time_budget: float | None = None,
     stop: threading.Event | None = None,
+    copy_status: bool = False,
 ) -> Counts:
     """Deliver the shard's due events chunk by chunk until none is left or the time budget is spent.
 
@@ -425,12 +433,15 @@ def deliver_shard(
     lease, so nothing is written per event to claim it; ``idle_in_transaction_session_timeout``
     set to ``lease_seconds`` has the server end a session that hangs while holding them (a worker
     that is only slow says it is alive between its messages). A set ``stop`` ends the delivery
-    after the message in flight: what was sent is logged, the rest is released at once.
+    after the messages in flight: what was sent is logged, the rest is released at once. With
+    ``copy_status`` (the real-time drain) each chunk also copies its final statuses onto its events.
     """
     renderer = renderer or renderer_for(settings)
     providers = _ProviderGuards(settings, transport_for)
     try:
-        return _deliver_shard(conn, shard, settings, transport_for, renderer, providers, time_budget, stop)
+        return _deliver_shard(
+            conn, shard, settings, transport_for, renderer, providers, time_budget, stop, copy_status
+        )
     finally:
         providers.close()
 
@@ -444,6 +455,7 @@ def _deliver_shard(
     providers: _ProviderGuards,
     time_budget: float | None,
     stop: threading.Event | None,
+    copy_status: bool,
 ) -> Counts:
     counts = Counts()
     deadline = time.monotonic() + (time_budget or settings.deliver_time_budget_seconds)
@@ -472,5 +484,5 @@ def _deliver_shard(
                     stop,
                     *providers.guards(conn, shard.channel),
                 )
-                counts.add(_write_results(conn, shard.queue, results, settings))
+                counts.add(_write_results(conn, shard.queue, results, settings, copy_status=copy_status))
     return counts

@@ -46,7 +46,15 @@ def process_once(
         counts.add(link_templates(conn, shard))
     for shard in shards:
         counts.add(
-            deliver_shard(conn, shard, settings, transport_for=transport_for, renderer=renderer, stop=stop)
+            deliver_shard(
+                conn,
+                shard,
+                settings,
+                transport_for=transport_for,
+                renderer=renderer,
+                stop=stop,
+                copy_status=True,  # Sent is readable through the API at once
+            )
         )
     return counts
 

@@ -39,6 +39,7 @@ bench: $(STAMP)  ## benchmarks (not tests): ratios measured side by side
 	$(DEVPATH) $(BIN)/python bench/intake.py
 	$(DEVPATH) $(BIN)/python bench/pipeline.py
 	$(DEVPATH) $(BIN)/python bench/archive.py
+	$(DEVPATH) $(BIN)/python bench/delivery.py
 
 lock:  ## re-pin requirements.txt from requirements.in in a clean venv
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

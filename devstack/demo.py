@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -238,6 +239,28 @@ class IntakeClient:
             raise StackError(f"push to {queue} refused: {answer.status_code} {answer.text[:500]}")
         return [int(i) for i in answer.json()["ids"]]
 
+    def push_soap(self, soap_url: str, token: str) -> int:
+        """One real-time event through Campaign's SOAP interface (``nms:rtEvent#PushEvent``), as an
+        existing Campaign integration sends it; the answer's ``plId`` is the event id."""
+        envelope = f"""<?xml version="1.0" encoding="utf-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:nms:rtEvent">
+  <soapenv:Body><urn:PushEvent><urn:sessiontoken>mc/{token}</urn:sessiontoken><urn:domEvent>
+    <rtEvent type="ORDER_CONFIRMATION" email="carl@example.com" wishedChannel="0">
+      <ctx><firstName>Carl</firstName><orderId>5678</orderId></ctx>
+    </rtEvent>
+  </urn:domEvent></urn:PushEvent></soapenv:Body>
+</soapenv:Envelope>"""
+        answer = httpx.post(
+            soap_url,
+            content=envelope.encode(),
+            headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"nms:rtEvent#PushEvent"'},
+            timeout=30,
+        )
+        match = re.search(r"<plId[^>]*>(-?\d+)</plId>", answer.text)
+        if answer.status_code != 200 or match is None:
+            raise StackError(f"SOAP PushEvent refused: {answer.status_code} {answer.text[:500]}")
+        return int(match[1])
+
     def status(self, queue: str, event_id: int) -> tuple[int, str]:
         answer = self.client.get(f"/events/{queue}/{event_id}")
         answer.raise_for_status()
@@ -283,6 +306,7 @@ def run(demo_dir: Path, *, check: bool) -> int:
         intake = IntakeClient(f"{config.base_url}/messagecenter/api/v1", token)
         intake.wait_ready()
         pushed = {queue: intake.push(queue, events) for queue, events in SAMPLE_EVENTS.items()}
+        pushed["rt"].append(intake.push_soap(f"{config.base_url}/nl/jsp/soaprouter.jsp", token))
         log.info("pushed sample events: %s (ready after %.0f s)", pushed, time.monotonic() - started)
         if check:
             return check_delivery(stack, intake, pushed, demo_dir, started)
@@ -314,7 +338,7 @@ def check_delivery(
         if code != Status.SENT
     ]
     mails = sorted((demo_dir / "mail").glob("*.eml"))
-    wanted_mails = _sample_count("email")
+    wanted_mails = _sample_count("email") + 1  # and the one pushed through SOAP
     if len(mails) < wanted_mails:
         problems.append(f"{len(mails)} mail file(s) in {demo_dir / 'mail'}, expected {wanted_mails}")
     for name, wanted in (("sms", "sms"), ("push", "android")):
@@ -343,6 +367,7 @@ def _banner(config: AirflowConfig, api: str, token: str, demo_dir: Path, dbs: Da
 Message Center demo is running (the execution workflows are on; sample events were pushed)
   Airflow UI:   {config.base_url}   login: admin / {config.admin_password}
   Intake API:   {api}   (OpenAPI: {config.base_url}/messagecenter/docs)
+  SOAP (Campaign's PushEvent): {config.base_url}/nl/jsp/soaprouter.jsp   sessiontoken: mc/<the token>
   API token:    {token}
   Push:         curl -s -X POST {api}/events/rt -H 'Authorization: Bearer {token}' \\
                   -H 'Content-Type: application/json' -d '{sample}'

@@ -1,6 +1,7 @@
 """Airflow plugin: mounts the Message Center API in the Airflow API server.
 
-Thin on purpose (the package does the work): the API answers under ``/messagecenter``; on a control
+Thin on purpose (the package does the work): the API answers under ``/messagecenter``, Campaign's
+SOAP interface (``PushEvent``) at ``/nl/jsp/soaprouter.jsp``, where Campaign clients call it; on a control
 deployment its lifespan mirrors ``mc_exec_*`` connections into the archiving registry, and a root
 middleware does it right after a connection is written through the UI or REST API.
 """
@@ -11,14 +12,24 @@ from airflow.plugins_manager import AirflowPlugin
 
 from messagecenter.airflow.registry_sync import RegistrySyncMiddleware
 from messagecenter.api import create_app
+from messagecenter.api.main import create_soap_app
+
+_api = create_app(in_airflow=True)
 
 
 class MessageCenterPlugin(AirflowPlugin):
-    """Message Center: intake API and archiving actions under ``/messagecenter``, registry sync."""
+    """Message Center: intake API and archiving actions under ``/messagecenter``, Campaign's SOAP
+    interface under ``/nl``, registry sync."""
 
     name = "messagecenter"
     fastapi_apps = [
-        {"app": create_app(in_airflow=True), "url_prefix": "/messagecenter", "name": "Message Center API"}
+        {"app": _api, "url_prefix": "/messagecenter", "name": "Message Center API"},
+        {
+            # Shares the intake API's settings, pool and tokens.
+            "app": create_soap_app(state=_api.state.mc),
+            "url_prefix": "/nl",
+            "name": "Message Center SOAP interface (Campaign PushEvent)",
+        },
     ]
     fastapi_root_middlewares = [
         {

@@ -158,8 +158,9 @@ class DrainRealtimeOperator(_ExecutionOperator):
         self.lifetime_seconds = lifetime_seconds
 
     def run(self, context: Context) -> dict[str, int]:
-        from messagecenter.airflow.transports import transport_for
+        from messagecenter.airflow.transports import transport_for, warm_up
 
+        warm_up()
         with self.stoppable() as stop:
             counts = execution.drain_realtime(
                 self.hook.connect,

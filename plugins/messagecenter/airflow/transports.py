@@ -6,6 +6,7 @@ A connection is read when a delivery chunk opens its transport, never at import 
 from __future__ import annotations
 
 import json
+import logging
 import smtplib
 from typing import Any
 
@@ -14,6 +15,8 @@ from messagecenter.core.errors import ConfigError
 from messagecenter.core.types import Channel
 from messagecenter.delivery import HttpEndpoint, HttpTransport, SmtpClient, SmtpOpenError, SmtpTransport
 from messagecenter.delivery.base import Transport
+
+log = logging.getLogger(__name__)
 
 
 def transport_for(channel: int) -> Transport:
@@ -151,3 +154,15 @@ def endpoint_from_airflow(conn_id: str) -> HttpEndpoint:
     elif conn.login:
         auth = (conn.login, conn.password or "")
     return HttpEndpoint(url=f"{base}/{endpoint.lstrip('/')}", headers=headers, auth=auth)
+
+
+def warm_up() -> None:
+    """Import what the transports use and read their connections once, so the first real-time event
+    does not wait a second or two for it (a drain calls this before it listens)."""
+    from airflow.providers.smtp.hooks.smtp import SmtpHook  # noqa: F401
+
+    for channel in Channel:
+        try:
+            transport_for(channel)
+        except ConfigError as exc:  # reported again, in context, when a chunk needs the transport
+            log.warning("Transport of channel %s: %s", channel.label, exc)

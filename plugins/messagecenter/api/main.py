@@ -20,6 +20,7 @@ from messagecenter.airflow.registry_sync import poll_registry
 from messagecenter.api.deps import ApiState, require_token
 from messagecenter.api.models import ErrorMessage
 from messagecenter.api.routes import archiving, events, health
+from messagecenter.api.soap import soap_router
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import Settings
 from messagecenter.intake.decode import request_schema, schema_components
@@ -77,6 +78,8 @@ def create_app(
     if in_airflow:
         api.include_router(archiving.router)
     app.include_router(api)
+    if not in_airflow:  # in Airflow, the plugin serves SOAP at the server's root (create_soap_app)
+        app.include_router(soap_router("/nl"))
 
     def openapi() -> dict[str, Any]:
         # The push body's batch limit is a setting: documented as configured, read on first use.
@@ -105,4 +108,37 @@ def create_app(
             {"detail": "execution database unavailable"}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE
         )
 
+    return app
+
+
+def create_soap_app(
+    settings: Settings | None = None, *, dsn: str | None = None, state: ApiState | None = None
+) -> FastAPI:
+    """Campaign's SOAP interface alone (``/jsp/soaprouter.jsp``, ``/jsp/schemawsdl.jsp``), for the
+    plugin to mount at ``/nl`` of the Airflow API server, where Campaign clients call it.
+
+    :param state: share the intake API's settings, connection pool and tokens (its app closes them);
+        by default the app has its own, built from ``settings`` and ``dsn`` as :func:`create_app` does.
+    """
+    owned = state is None
+    shared = ApiState(settings, dsn=dsn) if state is None else state
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owned:
+                shared.close()
+
+    app = FastAPI(
+        title="Message Center SOAP interface (Campaign nms:rtEvent / nms:batchEvent)",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.mc = shared
+    app.include_router(soap_router())
     return app

@@ -84,6 +84,12 @@ class Settings:
     :param max_ctx_depth: deepest nesting of the personalisation object, itself level 1
         (``MC_MAX_CTX_DEPTH``).
     :param max_body_bytes: largest request body the API reads (``MC_MAX_BODY_BYTES``).
+    :param soap_max_events: most events in one SOAP ``PushEvents`` call (``MC_SOAP_MAX_EVENTS``);
+        ``None`` means ``max_batch`` (see :attr:`soap_events_limit`).
+    :param soap_max_body_bytes: largest SOAP request body the API reads (``MC_SOAP_MAX_BODY_BYTES``).
+        Lower than ``max_body_bytes`` by default: an XML tree takes up to about 30 times the size of
+        a hostile body in memory (many tiny elements), and the body is parsed before the credentials
+        it carries are checked.
     :param retention: age past which ``mcCleanup`` purges archived final events (``MC_RETENTION_DAYS``).
     :param archive_overlap: how much before its interval an archiving run re-reads
         (``MC_ARCHIVE_OVERLAP_SECONDS``; late commits are also waited for).
@@ -101,10 +107,17 @@ class Settings:
     max_ctx_bytes: int = 64 * 1024
     max_ctx_depth: int = 32
     max_body_bytes: int = 64 * 1024 * 1024
+    soap_max_events: int | None = None
+    soap_max_body_bytes: int = 16 * 1024 * 1024
     retention: timedelta = timedelta(days=30)
     archive_overlap: timedelta = timedelta(minutes=15)
     registry_poll_seconds: int = 15
     processing: ProcessingSettings = field(default_factory=lambda: ProcessingSettings())
+
+    @property
+    def soap_events_limit(self) -> int:
+        """Most events in one SOAP ``PushEvents`` call: ``soap_max_events``, else ``max_batch``."""
+        return self.max_batch if self.soap_max_events is None else self.soap_max_events
 
     @property
     def runs_execution(self) -> bool:
@@ -145,6 +158,8 @@ def load_settings(env: dict[str, str] | os._Environ[str] | None = None) -> Setti
         max_ctx_bytes=_int_env(env, "MC_MAX_CTX_BYTES", 64 * 1024, 256, 16 * 1024 * 1024),
         max_ctx_depth=_int_env(env, "MC_MAX_CTX_DEPTH", 32, 1, 256),
         max_body_bytes=_int_env(env, "MC_MAX_BODY_BYTES", 64 * 1024 * 1024, 1024, 1024**3),
+        soap_max_events=_int_env(env, "MC_SOAP_MAX_EVENTS", 0, 1, 100_000) or None,  # unset: max_batch
+        soap_max_body_bytes=_int_env(env, "MC_SOAP_MAX_BODY_BYTES", 16 * 1024 * 1024, 1024, 1024**3),
         retention=timedelta(days=_int_env(env, "MC_RETENTION_DAYS", 30, 1, 36_500)),
         archive_overlap=timedelta(seconds=_int_env(env, "MC_ARCHIVE_OVERLAP_SECONDS", 900, 0, 86_400)),
         registry_poll_seconds=_int_env(env, "MC_REGISTRY_POLL_SECONDS", 15, 1, 3_600),

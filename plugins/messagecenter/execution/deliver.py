@@ -8,6 +8,7 @@ between messages. The unique delivery log per event makes a redelivery write no 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 
 import msgspec
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import args_row
 from psycopg.types.json import set_json_loads
 
 from messagecenter.core.errors import RenderError, TransientError
@@ -156,22 +157,24 @@ def _deliver_chunk(
             conn.execute(query("keep_alive"))  # restarts the server's idle-in-transaction clock
             next_beat = time.monotonic() + heartbeat_seconds
 
-    with (
-        pool,
-        ThreadPoolExecutor(pool.size, thread_name_prefix="mc-send") as executor,
-        renderer.time_limits(),
-    ):
+    # One connection: sent inline, no thread to hand the message over to.
+    executor = ThreadPoolExecutor(pool.size, thread_name_prefix="mc-send") if pool.size > 1 else None
+    next_db_check = 0.0
+    with pool, executor or contextlib.nullcontext(), renderer.time_limits():
         try:
             for position, event in enumerate(events):
                 if stop is not None and stop.is_set():
                     left = len(events) - position
                     log.info("Stop requested: %s events of the chunk left for the next run", left)
                     break
-                if _database_lost(conn):
-                    raise DatabaseLost(
-                        f"the database connection was lost after {position} of {len(events)} events "
-                        "of a chunk: sending stopped"
-                    )
+                now = time.monotonic()
+                if now >= next_db_check:  # every 10 ms at most: a select() per message costs
+                    next_db_check = now + 0.01
+                    if _database_lost(conn):
+                        raise DatabaseLost(
+                            f"the database connection was lost after {position} of {len(events)} "
+                            "events of a chunk: sending stopped"
+                        )
                 prepared = _prepare(event, addresses[event.id], blocked, templates, renderer, breaker)
                 if isinstance(prepared, _Result):
                     results[position] = prepared
@@ -179,13 +182,11 @@ def _deliver_chunk(
                 pending = _Result(event, None, prepared.address)
                 if limiter is not None:
                     limiter.wait_turn()
-                if pool.size == 1:  # one connection: no thread to hand the message over to
-                    future: Future[SendResult] = Future()
+                if executor is None:
                     try:
-                        future.set_result(pool.send(prepared))
+                        results[position] = _result_of(pending, pool.send(prepared), breaker)
                     except Exception as exc:
-                        future.set_exception(exc)
-                    results[position] = _sent(pending, future, breaker)
+                        results[position] = _failed_in_transport(pending, exc)
                 else:
                     while len(in_flight) >= pool.size:
                         done, _ = wait(in_flight, timeout=heartbeat_seconds, return_when=FIRST_COMPLETED)
@@ -210,18 +211,27 @@ def provider_name(transport: Transport) -> str:
 
 
 def _sent(pending: _Result, future: Future[SendResult], breaker: CircuitBreaker) -> _Result:
-    """The result of a send: Sent, Failed (permanent) or a retry (transient), from the provider's
-    answer; an unexpected exception in the transport fails the event, final, never resent."""
+    """The result of a send handed to a thread (see :func:`_result_of`)."""
     try:
         sent = future.result()
     except Exception as exc:
-        log.error("Event %s failed on an unexpected error in the transport: %r", pending.event.id, exc)
-        error = f"internal error: {type(exc).__name__}: {exc}"
-        return replace(pending, status=Status.FAILED, error=error)
+        return _failed_in_transport(pending, exc)
+    return _result_of(pending, sent, breaker)
+
+
+def _result_of(pending: _Result, sent: SendResult, breaker: CircuitBreaker) -> _Result:
+    """Sent, Failed (permanent) or a retry (transient), from the provider's answer."""
     breaker.record(sent.outcome)
-    retry_after = float(sent.extra.get("retry_after") or 0.0)  # HTTP 429 / 503 with Retry-After
-    status = _STATUS_OF[sent.outcome]
-    return replace(pending, status=status, send=sent, error=sent.error, retry_after=retry_after)
+    retry_after = sent.extra.get("retry_after") if sent.extra else None  # HTTP 429 / 503
+    return _Result(
+        pending.event, _STATUS_OF[sent.outcome], pending.address, sent, sent.error, float(retry_after or 0.0)
+    )
+
+
+def _failed_in_transport(pending: _Result, exc: Exception) -> _Result:
+    """An unexpected exception in the transport fails the event, final: it is never resent."""
+    log.error("Event %s failed on an unexpected error in the transport: %r", pending.event.id, exc)
+    return replace(pending, status=Status.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
 
 
 def _prepare(
@@ -465,7 +475,8 @@ def _deliver_shard(
     while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
         with conn.transaction():
             conn.execute(query("set_lease_timeout"), {"timeout": timeout})
-            with conn.cursor(row_factory=class_row(ClaimedEvent)) as cur:
+            # Positional: the statement's columns are ClaimedEvent's fields, in order.
+            with conn.cursor(row_factory=args_row(ClaimedEvent)) as cur:
                 set_json_loads(_load_ctx, cur)
                 events = cur.execute(query("claim_for_delivery", shard.queue), params).fetchall()
             if not events:

@@ -175,7 +175,12 @@ def _deliver_chunk(
                             f"the database connection was lost after {position} of {len(events)} "
                             "events of a chunk: sending stopped"
                         )
-                prepared = _prepare(event, addresses[event.id], blocked, templates, renderer, breaker)
+                try:
+                    prepared = _prepare(event, addresses[event.id], blocked, templates, renderer, breaker)
+                except Exception as exc:  # a bug shown by this event's data: it fails alone
+                    log.exception("Event %s failed on an unexpected error", event.id)
+                    error = f"internal error: {type(exc).__name__}: {exc}"
+                    prepared = _Result(event, Status.FAILED, addresses[event.id], error=error)
                 if isinstance(prepared, _Result):
                     results[position] = prepared
                     continue
@@ -234,22 +239,6 @@ def _failed_in_transport(pending: _Result, exc: Exception) -> _Result:
     return replace(pending, status=Status.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
 
 
-def _prepare(
-    event: ClaimedEvent,
-    address: str | None,
-    blocked: set[str],
-    templates: dict[tuple[int, int], PublishedTemplate],
-    renderer: Renderer,
-    breaker: CircuitBreaker,
-) -> _Result | OutgoingMessage:
-    """One event's checks and render; every problem of its own becomes its result."""
-    try:
-        return _prepare_one(event, address, blocked, templates, renderer, breaker)
-    except Exception as exc:  # a bug shown by this event's data: it fails alone, never resent
-        log.exception("Event %s failed on an unexpected error", event.id)
-        return _Result(event, Status.FAILED, address, error=f"internal error: {type(exc).__name__}: {exc}")
-
-
 class _ProviderGuards:
     """Per delivery task: each provider's circuit breaker and, when its connection sets
     ``max_rate``, its rate limiter (with a connection of its own, closed at the end)."""
@@ -288,7 +277,7 @@ class _ProviderGuards:
                 limiter.close()
 
 
-def _prepare_one(
+def _prepare(
     event: ClaimedEvent,
     address: str | None,
     blocked: set[str],
@@ -296,6 +285,7 @@ def _prepare_one(
     renderer: Renderer,
     breaker: CircuitBreaker,
 ) -> _Result | OutgoingMessage:
+    """One event's checks and render: the message to send, or the result it already has."""
     channel = event.channel
     problem = event.load_problem()
     if problem is not None:

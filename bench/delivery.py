@@ -11,7 +11,8 @@ printed next to its ceiling, with the target in brackets:
 (c) the ceiling: a raw client with the same number of concurrent connections to the same sink,
     pre-rendered messages (and the one-connection raw loop, for context);
 (d) real-time latency, accepted by the API -> status Sent readable through GET, at 200 events/s
-    with the 20 ms relay (the standalone API and the drain in their own processes).
+    with the 20 ms relay (the standalone API and the drain in their own processes);
+(e) a provider's ``max_rate`` honoured by two worker processes together, over 60 s.
 
     PYTHONPATH=plugins:. .venv/bin/python bench/delivery.py
     MC_BENCH_DELIVERY_EVENTS=...   # N of (a) and (b) per channel (default 4000 batch, 2000 real time)
@@ -36,6 +37,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from email.mime.text import MIMEText
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -61,6 +63,8 @@ from messagecenter.templates.publishing import publish_templates  # noqa: E402
 BATCH_EVENTS = int(os.environ.get("MC_BENCH_DELIVERY_EVENTS", "4000"))
 RT_EVENTS = int(os.environ.get("MC_BENCH_DELIVERY_RT_EVENTS", str(max(BATCH_EVENTS // 2, 2000))))
 RT_SECONDS = float(os.environ.get("MC_BENCH_RT_SECONDS", "10"))
+RATE = float(os.environ.get("MC_BENCH_RATE", "20"))  # the provider's max_rate in (e)
+RATE_SECONDS = float(os.environ.get("MC_BENCH_RATE_SECONDS", "60"))
 SMTP_LATENCY, SMS_LATENCY = 0.020, 0.100
 SMTP_CONNECTIONS, SMS_CONNECTIONS = 10, 32  # the connections' max_connections (their defaults)
 SHARDS = 4
@@ -145,6 +149,9 @@ class _SlowHttpHandler(BaseHTTPRequestHandler):
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client closing its kept-alive connection at the end: expected
 
 
 @contextmanager
@@ -285,6 +292,39 @@ def bench_realtime(channel: str, arrivals: Arrivals, env: dict[str, str]) -> flo
             time.sleep(0.05)
     assert len(arrivals.events) == RT_EVENTS == len(set(arrivals.events)), len(arrivals.events)
     return arrivals.rate()
+
+
+def bench_rate(arrivals: Arrivals, env: dict[str, str], sms_port: int) -> tuple[float, float, float]:
+    """Two worker processes deliver to one provider whose connection sets ``max_rate``: the rate
+    over the whole run, and the slowest and fastest 10-second windows."""
+    conn_json = json.loads(env["AIRFLOW_CONN_MC_SMS"])
+    conn_json["extra"] = {**conn_json["extra"], "max_rate": RATE}
+    rate_env = {**env, "AIRFLOW_CONN_MC_SMS": json.dumps(conn_json)}
+    total = int(RATE * RATE_SECONDS)
+    dsn = fresh_database("rate")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        store.insert_events(conn, "batch", events("sms", total), instance_id=1)
+        shards = execution.split_queue(conn, "batch", replace(SETTINGS, parallelism=2))
+        for shard in shards:
+            execution.link_templates(conn, shard)
+    assert len(shards) == 2, shards
+    arrivals.reset()
+    context = multiprocessing.get_context("spawn")
+    os.environ.update(rate_env)
+    try:
+        with context.Pool(2) as pool:
+            pool.map(_warm, range(2))
+            sent = sum(pool.starmap(_deliver_task, [(dsn, shard) for shard in shards]))
+    finally:
+        os.environ.update(env)
+    assert sent == total, f"{sent} of {total} sent"
+    times = sorted(arrivals.times)
+    windows = []
+    start = times[0]
+    while start + 10 <= times[-1]:
+        windows.append(sum(1 for t in times if start <= t < start + 10) / 10)
+        start += 10
+    return arrivals.rate(), min(windows), max(windows)
 
 
 # --- raw clients ----------------------------------------------------------------------------------
@@ -452,6 +492,12 @@ def main() -> None:
                     f"ratio {rt / raw_rt:.2f}x   [target >= 0.7]"
                 )
                 out(f"  (c) context: raw one-connection loop {one:7.0f} msgs/s")
+            overall, slowest, fastest = bench_rate(sms, env, sms_port)
+            out(
+                f"(e) max_rate {RATE:g}/s on the SMS provider, 2 worker processes, {RATE_SECONDS:g} s: "
+                f"{overall:.2f} msgs/s over the run ({overall / RATE - 1:+.1%}); 10 s windows "
+                f"{slowest:.1f} to {fastest:.1f} msgs/s   [target: within 10%]"
+            )
             p50, p95, p99, n = bench_latency(smtp_port, env)
             out(
                 f"(d) real time, 200 events/s for {RT_SECONDS:g} s through the API, 20 ms relay: accepted -> "

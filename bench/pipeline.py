@@ -13,7 +13,8 @@ next to its floor as a ratio, with the target (2 cores) in brackets:
 (d) e-mail through ``deliver_shard`` + ``SmtpTransport`` vs a raw ``smtplib`` loop, same sink;
 (e) real-time latency, event accepted -> delivery log written, ``drain_realtime`` in its own process;
 (f) task instances per batch run (1 split + 2 x shards) for 10k vs 100k pending events;
-(g) peak RSS of a fresh worker process splitting, linking and delivering out of a 1M-event backlog.
+(g) peak RSS of a fresh worker process splitting, linking and delivering out of a 1M-event backlog,
+    with 10 messages in flight per chunk (a thread pool, as for a real provider).
 
     PYTHONPATH=plugins .venv/bin/python bench/pipeline.py
     MC_BENCH_DSN=...               # admin DSN of the server to use (default: local 127.0.0.1:5432)
@@ -193,6 +194,16 @@ def status_counts(dsn: str, queue: str) -> dict[int, int]:
 
 def null_transport(channel: int) -> NullTransport:
     return NullTransport()
+
+
+class ConcurrentNullTransport(NullTransport):
+    """A null transport a chunk sends to with 10 messages in flight, as to a real provider."""
+
+    max_connections = 10
+
+
+def concurrent_null(channel: int) -> NullTransport:
+    return ConcurrentNullTransport()
 
 
 def quiet_logging() -> None:
@@ -592,7 +603,7 @@ def _backlog_worker(dsn: str, mode: str) -> None:
             for shard in shards:
                 counts.add(execution.link_templates(conn, shard))
             for shard in shards:
-                counts.add(execution.deliver_shard(conn, shard, settings, transport_for=null_transport))
+                counts.add(execution.deliver_shard(conn, shard, settings, transport_for=concurrent_null))
             result = {"shards": len(shards), "seconds": time.perf_counter() - start, **counts.summary()}
     status = Path("/proc/self/status").read_text()
     result["vmhwm_kib"] = int(
@@ -720,7 +731,8 @@ def run_all(report: Report) -> None:
     )
     out(
         f"(g) worker with a {BACKLOG}-event backlog (stored via store.insert_events, 10k per COPY,"
-        f" in {backlog_insert:.1f} s): fresh process, one split + link + deliver (NULL transport)"
+        f" in {backlog_insert:.1f} s): fresh process, one split + link + deliver (NULL transport,"
+        " 10 messages in flight)"
     )
     out(
         f"      {worker['sent']} delivered over {worker['shards']} shards in {worker['seconds']:.1f} s;"

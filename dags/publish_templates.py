@@ -9,13 +9,18 @@ events to the new versions. One unreachable instance fails its own task only; a 
 Runs every 5 minutes, on a manual trigger, and whenever an event of the asset
 `messagecenter://control/templates` is created (e.g. `POST /api/v2/assets/events` after a
 `templates load`, or by a task of your own that produces it).
+
+Templates are deployed only on an instance whose technical workflows (`rtEventsProcessing`,
+`batchEventsProcessing`, `updateEventsStatus`) are started, i.e. recorded a heartbeat lately: the
+task of an instance whose workflows are off fails, naming them, and the other instances still get
+their templates. To publish anyway, trigger the DAG with the param `force` set to true.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 from airflow.timetables.assets import AssetOrTimeSchedule
 from airflow.timetables.trigger import CronTriggerTimetable
 
@@ -32,7 +37,14 @@ from messagecenter.airflow.operators import PublishTemplatesOperator
         ),
         doc_md=__doc__,
         run_timeout=timedelta(minutes=30),
-    )
+    ),
+    params={
+        "force": Param(
+            False,
+            type="boolean",
+            description="Publish even on instances whose technical workflows have no recent heartbeat",
+        )
+    },
 )
 def publish_templates() -> None:
     @task

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,13 +44,23 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from devstack.sinks import MailSink, ProviderSink
-from devstack.stack import EXECUTION_DAGS, REPO, AirflowConfig, Stack, StackError, postgres_connection
+from devstack.stack import (
+    EXECUTION_DAGS,
+    REPO,
+    STACK_MARKER,
+    AirflowConfig,
+    Stack,
+    StackError,
+    postgres_connection,
+)
+from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import load_settings
 from messagecenter.core.types import Status
 from messagecenter.db import schema
 
 log = logging.getLogger("devstack.demo")
 
+ADMIN_DSN_VAR = "MC_DEMO_ADMIN_DSN"  # in .demo/env: the demo's PostgreSQL, for --add-instance
 MC_DB = "messagecenter"  # execution and control schemas (minimal architecture)
 AIRFLOW_DB = "messagecenter_airflow"  # Airflow metadata
 EXAMPLE_TEMPLATES = REPO / "include" / "templates" / "example.yaml"
@@ -158,8 +169,11 @@ def load_example_templates(mc_dsn: str) -> None:
 
 def publish_on_execution(stack: Stack) -> None:
     """Run ``publishTemplates`` now (it also runs every 5 minutes) so the first events find their
-    templates, and check the archiving DAG of the registered instance started by itself."""
-    stack.wait_for_run(PUBLISH_DAG, stack.trigger(PUBLISH_DAG))
+    templates, and check the archiving DAG of the registered instance started by itself.
+
+    The execution workflows are turned on right after: they have no heartbeat yet, so the run uses
+    the override (param ``force``), as an installation does."""
+    stack.wait_for_run(PUBLISH_DAG, stack.trigger(PUBLISH_DAG, conf={"force": True}))
     log.info("templates published on the execution instance by %s", PUBLISH_DAG)
     if stack.is_paused(ARCHIVING_DAG):
         raise StackError(f"{ARCHIVING_DAG} should run from its creation but is paused")
@@ -292,10 +306,12 @@ def run(demo_dir: Path, *, check: bool) -> int:
             port=port,
             jwt_secret=_secret_file(demo_dir / "jwt-secret", lambda: secrets.token_urlsafe(64)),
             admin_password=_secret_file(demo_dir / "admin-password", lambda: secrets.token_urlsafe(12)),
+            viewer_password=_secret_file(demo_dir / "viewer-password", lambda: secrets.token_urlsafe(12)),
             extra={**connections_env(dbs, mail, provider), "MC_API_TOKENS": token, "MC_INSTANCE_ID": "1"},
         )
         config.write_passwords_file()
         stack = resources.enter_context(Stack(config, demo_dir / "logs"))
+        write_env_file(demo_dir / "env", {**stack.env, ADMIN_DSN_VAR: admin_dsn})
         log.info("creating / upgrading the Airflow metadata database")
         stack.migrate()
         stack.start_airflow()
@@ -347,6 +363,8 @@ def check_delivery(
         got = len(path.read_text().splitlines()) if path.exists() else 0
         if got < expected:
             problems.append(f"{got} line(s) in {path}, expected {expected}")
+    if not problems:
+        problems += doctor_errors(demo_dir)
     total = time.monotonic() - started
     if problems:
         log.error("demo check FAILED after %.0f s (waited %.0f s for delivery): %s", total, waited, problems)
@@ -356,8 +374,66 @@ def check_delivery(
     return 0
 
 
+def doctor_errors(demo_dir: Path) -> list[str]:
+    """Run ``python -m messagecenter doctor`` as an operator would (``source .demo/env`` in a shell
+    with nothing else set); its errors, if any. Warnings (say, nothing archived yet) are logged."""
+    import subprocess
+
+    script = f"source {shlex.quote(str(demo_dir / 'env'))} && python -m messagecenter doctor --json"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
+    done = subprocess.run(
+        ["bash", "-c", script], env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+    try:
+        findings = json.loads(done.stdout[done.stdout.find("{") :])["findings"]
+    except (ValueError, KeyError):
+        return [f"doctor failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}"]
+    for finding in findings:
+        if finding["level"] != "ok":
+            log.info("doctor: %s %s: %s", finding["level"], finding["what"], finding["message"])
+    log.info("doctor: %d finding(s), exit code %d", len(findings), done.returncode)
+    return [f"doctor: {f['what']}: {f['message']}" for f in findings if f["level"] == "error"]
+
+
 def _sample_count(channel: str) -> int:
     return sum(1 for events in SAMPLE_EVENTS.values() for e in events if e.get("channel", "email") == channel)
+
+
+def write_env_file(path: Path, env: Mapping[str, str]) -> Path:
+    """Write the demo's environment as ``export`` lines (mode 0600: it holds passwords), so that after
+    ``source .demo/env`` the ``airflow`` and ``python -m messagecenter`` commands act on the demo."""
+    wanted = {
+        k: v
+        for k, v in sorted(env.items())
+        if (k.startswith(("AIRFLOW_HOME", "AIRFLOW__", "AIRFLOW_CONN_", "MC_")) or k == "PYTHONPATH")
+        and k != STACK_MARKER  # marks the demo's own processes, not the user's
+    }
+    lines = ["# The demo's environment: source it, then run airflow ... or python -m messagecenter ..."]
+    lines.append(f'export PATH={shlex.quote(str(Path(sys.executable).parent))}:"$PATH"')
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in wanted.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def add_instance(name: str, instance_id: int, admin_dsn: str | None = None) -> dict[str, Any]:
+    """Create the database of execution instance ``name`` on the demo's PostgreSQL (``mc_exec_<name>``),
+    install the execution schema, and return the ``mc_exec_<name>`` connection to add (JSON form)."""
+    from messagecenter.control.registry import check_instance_name
+
+    admin_dsn = admin_dsn or os.environ.get(ADMIN_DSN_VAR)
+    if not admin_dsn:
+        raise StackError(f"{ADMIN_DSN_VAR} is not set: `source .demo/env` first (while the demo runs)")
+    dbname = f"mc_exec_{check_instance_name(name)}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    dsn = _dsn_for(admin_dsn, dbname)
+    with psycopg.connect(dsn) as conn:
+        schema.upgrade(conn, "execution")
+    return postgres_connection(dsn, instance_id=instance_id)
 
 
 def _banner(config: AirflowConfig, api: str, token: str, demo_dir: Path, dbs: Databases) -> None:
@@ -366,6 +442,8 @@ def _banner(config: AirflowConfig, api: str, token: str, demo_dir: Path, dbs: Da
         f"""
 Message Center demo is running (the execution workflows are on; sample events were pushed)
   Airflow UI:   {config.base_url}   login: admin / {config.admin_password}
+                (read-only user: viewer / {config.viewer_password})
+  Page:         {config.base_url}/plugin/messagecenter   (Browse > Message Center)
   Intake API:   {api}   (OpenAPI: {config.base_url}/messagecenter/docs)
   SOAP (Campaign's PushEvent): {config.base_url}/nl/jsp/soaprouter.jsp   sessiontoken: mc/<the token>
   API token:    {token}
@@ -375,6 +453,7 @@ Message Center demo is running (the execution workflows are on; sample events we
   Mail:         {demo_dir / "mail"}/<n>.eml    SMS / push: {demo_dir / "sms.log"}, {demo_dir / "push.log"}
   Database:     {dbs.mc_dsn}
   Logs:         {demo_dir / "logs"} (components), {config.home / "logs"} (tasks)
+  Operate it:   source {demo_dir / "env"}   then e.g. `airflow dags list`, `python -m messagecenter doctor`
   Stop:         Ctrl-C
 """,
         flush=True,
@@ -384,7 +463,24 @@ Message Center demo is running (the execution workflows are on; sample events we
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="headless end-to-end check (make demo-check)")
+    parser.add_argument(
+        "--add-instance",
+        metavar="NAME",
+        help="with the demo running and `source .demo/env`: create the database of execution instance "
+        "NAME on the demo's PostgreSQL and print the `airflow connections add` command that registers it",
+    )
+    parser.add_argument("--instance-id", type=int, default=2, help="instance_id of --add-instance (2)")
     args = parser.parse_args(argv)
+    if args.add_instance:
+        logging.basicConfig(level=logging.WARNING)
+        try:
+            connection = add_instance(args.add_instance, args.instance_id)
+        except (StackError, ConfigError, psycopg.Error) as exc:
+            print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+            return 1
+        conn_id = f"mc_exec_{args.add_instance}"
+        print(f"airflow connections add {conn_id} --conn-json {shlex.quote(json.dumps(connection))}")  # noqa: T201
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "pgserver", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

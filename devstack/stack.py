@@ -99,6 +99,8 @@ class AirflowConfig:
     :param executor: ``LocalExecutor`` or ``CeleryExecutor``.
     :param jwt_secret: signs the tokens of the UI, the REST API and task runners (must be shared).
     :param admin_password: password of the ``admin`` user of the SimpleAuthManager.
+    :param viewer_password: password of a ``viewer`` user (role viewer), if wanted: real users, not
+        all-admins, so the UI and the plugin's page are seen as a read-only operator sees them.
     :param extra: more environment variables (``AIRFLOW_CONN_*``, ``MC_*``, Celery settings...).
     """
 
@@ -108,6 +110,7 @@ class AirflowConfig:
     executor: str = "LocalExecutor"
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(64))
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    viewer_password: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -133,7 +136,8 @@ class AirflowConfig:
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": self.executor,
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
-                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin"
+                + (",viewer:viewer" if self.viewer_password else ""),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sqlalchemy_uri(self.metadata_dsn),
                 "AIRFLOW__API__HOST": "127.0.0.1",
@@ -160,7 +164,10 @@ class AirflowConfig:
         import json
 
         self.home.mkdir(parents=True, exist_ok=True)
-        self.passwords_file.write_text(json.dumps({"admin": self.admin_password}) + "\n")
+        passwords = {"admin": self.admin_password}
+        if self.viewer_password:
+            passwords["viewer"] = self.viewer_password
+        self.passwords_file.write_text(json.dumps(passwords) + "\n")
         self.passwords_file.chmod(0o600)
 
 
@@ -237,9 +244,9 @@ class Stack:
         return component
 
     def start_airflow(self, *, celery_queues: Iterable[str] = (), api_timeout: float = 300) -> None:
-        """Start the API server, then (once it answers) the scheduler and the DAG processor, plus a
-        Celery worker listening on ``celery_queues`` when given. No triggerer: no Message Center
-        task defers.
+        """Start the API server, then (once it answers) the scheduler, the DAG processor and the
+        triggerer, plus a Celery worker listening on ``celery_queues`` when given. No Message Center
+        task defers, but the UI's health badge expects a triggerer, as a deployment runs one.
 
         The order matters on a restart: tasks report to the execution API of the API server, so a
         scheduler started first queues tasks that cannot start, are killed and retried.
@@ -248,6 +255,7 @@ class Stack:
         self.wait_api(api_timeout)
         self.start("scheduler", "scheduler")
         self.start("dag-processor", "dag-processor")
+        self.start("triggerer", "triggerer")
         queues = ",".join(celery_queues)
         if queues:
             self.start("celery-worker", "celery", "worker", "--queues", queues, "--concurrency", "4")
@@ -318,8 +326,9 @@ class Stack:
         raise StackError(f"the API server did not answer within {timeout:.0f} s; last: {last}")
 
     def wait_healthy(self, timeout: float = 300) -> dict[str, Any]:
-        """Wait until the API server answers and the scheduler and DAG processor report healthy
-        (``GET /api/v2/monitor/health``); raise early if a component dies meanwhile."""
+        """Wait until the API server answers and the scheduler, DAG processor and (when started)
+        triggerer report healthy (``GET /api/v2/monitor/health``, what the UI's health badge
+        shows); raise early if a component dies meanwhile."""
         url = f"{self.config.base_url}/api/v2/monitor/health"
         deadline = time.monotonic() + timeout
         last: Any = None
@@ -331,6 +340,8 @@ class Stack:
                 last = repr(exc)
             else:
                 wanted = ("metadatabase", "scheduler", "dag_processor")
+                if "triggerer" in self.components:
+                    wanted += ("triggerer",)
                 if all((last.get(part) or {}).get("status") == "healthy" for part in wanted):
                     return last
             time.sleep(1)
@@ -377,9 +388,10 @@ class Stack:
                 raise StackError(f"could not unpause {dag_id}: {answer.status_code} {answer.text}")
             log.info("DAG %s is on", dag_id)
 
-    def trigger(self, dag_id: str) -> str:
-        """Start a run of ``dag_id`` now (instead of at its next schedule); returns the run id."""
-        answer = self.rest("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        """Start a run of ``dag_id`` now (instead of at its next schedule), with the run params
+        ``conf``; returns the run id."""
+        answer = self.rest("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
         if answer.status_code not in (200, 201):
             raise StackError(f"could not trigger {dag_id}: {answer.status_code} {answer.text}")
         return str(answer.json()["dag_run_id"])

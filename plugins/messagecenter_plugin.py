@@ -1,7 +1,8 @@
 """Airflow plugin: mounts the Message Center API in the Airflow API server.
 
 Thin on purpose (the package does the work): the API answers under ``/messagecenter``, Campaign's
-SOAP interface (``PushEvent``) at ``/nl/jsp/soaprouter.jsp``, where Campaign clients call it; on a control
+SOAP interface (``PushEvent``) at ``/nl/jsp/soaprouter.jsp``, where Campaign clients call it; a
+"Message Center" page in the UI (Browse menu, ``/messagecenter/ui/``); on a control
 deployment its lifespan mirrors ``mc_exec_*`` connections into the archiving registry, and a root
 middleware does it right after a connection is written through the UI or REST API.
 """
@@ -30,6 +31,17 @@ class MessageCenterPlugin(AirflowPlugin):
             "url_prefix": "/nl",
             "name": "Message Center SOAP interface (Campaign PushEvent)",
         },
+    ]
+    # The "Message Center" page in the UI's Browse menu: served by the API app above at
+    # /messagecenter/ui/, shown in the UI's frame at /plugin/messagecenter.
+    external_views = [
+        {
+            "name": "Message Center",
+            "href": "messagecenter/ui/",
+            "url_route": "messagecenter",
+            "destination": "nav",
+            "category": "browse",
+        }
     ]
     fastapi_root_middlewares = [
         {

@@ -9,6 +9,8 @@ from typing import Any
 
 import psycopg
 
+from messagecenter.execution.heartbeat import record_heartbeat
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -96,9 +98,16 @@ def test_templates_load_on_control_then_publish_on_an_execution_instance(make_db
     with psycopg.connect(execution) as conn:  # control's master templates do not route by themselves
         assert conn.execute("SELECT count(*) FROM mc.published_template").fetchone()[0] == 0
     env = {"AIRFLOW_CONN_MC_CONTROL": airflow_uri(control)}
-    published = run_cli("templates", "publish", "--dsn", execution, env=env)
+    refused = run_cli("templates", "publish", "--dsn", execution, env=env)
+    assert refused.returncode == 1  # its technical workflows never ran: nothing deployed
+    assert "rtEventsProcessing, batchEventsProcessing, updateEventsStatus are not started" in refused.stderr
+    assert "--force" in refused.stderr
+    published = run_cli("templates", "publish", "--dsn", execution, "--force", env=env)
     assert published.returncode == 0, published.stderr
     assert published.stdout.startswith("5 new template version(s) published")
+    with psycopg.connect(execution) as conn:  # once the workflows run, no override is needed
+        for workflow in ("rtEventsProcessing", "batchEventsProcessing", "updateEventsStatus"):
+            record_heartbeat(conn, workflow, 0, 0.0)
     assert run_cli("templates", "publish", "--dsn", execution, env=env).stdout.startswith("0 new")
     with psycopg.connect(control) as c, psycopg.connect(execution) as e:
         query = "SELECT template_id, version, content_hash FROM mc.{} ORDER BY 1"

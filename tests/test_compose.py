@@ -399,7 +399,7 @@ def test_init_migrates_every_database_and_starts_the_workflows() -> None:
         assert path.startswith("/opt/airflow/include/"), path
         assert (REPO / path.removeprefix("/opt/airflow/")).is_file(), f"{path}: not in ./include"
     published_to = re.findall(
-        r"^python -m messagecenter templates publish --conn (\w+)$", script, re.MULTILINE
+        r"^python -m messagecenter templates publish --conn (\w+) --force$", script, re.MULTILINE
     )
     assert sorted(published_to) == exec_conn_ids(), "airflow-init publishes the templates to every instance"
     env = env_of(services()["airflow-init"])

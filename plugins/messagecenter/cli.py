@@ -22,6 +22,7 @@ from messagecenter.core.settings import CONTROL_CONN_ID, get_settings
 from messagecenter.core.types import QUEUES, Channel
 from messagecenter.db import schema
 from messagecenter.db.queries import TEMPLATE_TABLES
+from messagecenter.execution import heartbeat
 from messagecenter.intake import store
 from messagecenter.intake.decode import IntakeError, decode_push
 from messagecenter.templates import files, publishing
@@ -138,7 +139,12 @@ def cmd_templates_load(args: argparse.Namespace) -> int:
 
 def cmd_templates_publish(args: argparse.Namespace) -> int:
     control_hook = MessageCenterDbHook(args.control or get_settings().control_conn_id)
+    instance = args.conn or (args.dsn and "the --dsn database") or get_settings().execution_conn_id
     with control_hook.connect() as control, _hook(args).connect() as execution:
+        if not args.force:
+            heartbeat.require_started(
+                execution, instance=instance, max_age_seconds=get_settings().heartbeat_max_age
+            )
         published = publishing.publish_latest(control, execution)
     created = sum(p.created for p in published)
     print(f"{created} new template version(s) published, {len(published) - created} already there")
@@ -169,6 +175,18 @@ def cmd_archiving_remove(args: argparse.Namespace) -> int:
 def cmd_archiving_list(args: argparse.Namespace) -> int:
     _print_json({name: registry.archiving_dag_id(name) for name in registry.archiving_instances()})
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from messagecenter.airflow.doctor import run_doctor
+    from messagecenter.control.doctor import exit_code, render_json, render_table
+
+    settings = get_settings()
+    role = args.role or settings.role
+    roles = {"execution": role in ("execution", "all"), "control": role in ("control", "all")}
+    findings = run_doctor(settings, roles=roles)
+    print(render_json(findings) if args.json else render_table(findings))
+    return exit_code(findings)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -222,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
         "publishTemplates does for every instance)",
     )
     pub.add_argument("--control", help="control connection id (default mc_control)")
+    pub.add_argument(
+        "--force",
+        action="store_true",
+        help="publish even if the instance's technical workflows have no recent heartbeat (e.g. at "
+        "installation, before they are turned on)",
+    )
     pub.set_defaults(func=cmd_templates_publish)
 
     arc = sub.add_parser("archiving", help="archiving workflows of the execution instances (control)")
@@ -236,6 +260,18 @@ def build_parser() -> argparse.ArgumentParser:
     remove.set_defaults(func=cmd_archiving_remove)
     ls = arc_sub.add_parser("list", help="the instances archived, with their archiving DAG")
     ls.set_defaults(func=cmd_archiving_list)
+
+    doc = sub.add_parser(
+        "doctor",
+        help="check that this deployment is ready; exit 0 ready, 1 errors, 2 warnings only",
+        description="Check the databases, workflows, providers, API tokens, templates (execution) and "
+        "the execution instances and their archiving (control); every failing line says what to do.",
+    )
+    doc.add_argument("--json", action="store_true", help="print the findings as JSON")
+    doc.add_argument(
+        "--role", choices=("execution", "control", "all"), help="roles to check (default: MC_ROLE)"
+    )
+    doc.set_defaults(func=cmd_doctor)
     return parser
 
 

@@ -16,6 +16,7 @@ import pytest
 from messagecenter import execution
 from messagecenter.control.archiving import archive_interval
 from messagecenter.core.settings import ProcessingSettings
+from messagecenter.execution.heartbeat import TECHNICAL_WORKFLOWS, record_heartbeat
 from messagecenter.intake import store
 from messagecenter.intake.decode import event_from_dict
 from messagecenter.templates.publishing import CONTROL_TABLE, latest_template, publish_templates
@@ -40,6 +41,10 @@ def control_env(
         AIRFLOW_CONN_MC_EXEC_PARIS=exec_conn_uri(dsns["paris"], 1),
         AIRFLOW_CONN_MC_EXEC_TOKYO=exec_conn_uri(dsns["tokyo"], 2),
     )
+    for name in ("paris", "tokyo"):  # their technical workflows run: publishTemplates may deploy there
+        with psycopg.connect(dsns[name]) as conn:
+            for workflow in TECHNICAL_WORKFLOWS:
+                record_heartbeat(conn, workflow, 0, 0.0)
     return dsns
 
 

@@ -69,7 +69,9 @@ SELECT * FROM log_stage
 ON CONFLICT (instance_id, id) DO NOTHING;
 
 -- name: record_run
--- The archived period only grows: each run reads from the previous archived_until.
+-- The archived period only grows: each run reads from the previous archived_until. lag_seconds is
+-- the archiving lag when the run ended: now - end of the archived period (not of the run's own
+-- interval: a backfill of an old period leaves the lag as it was). Read live with `archive_lags`.
 INSERT INTO mc.archive_state AS s (
     instance, instance_id, archived_until, last_run_at, last_interval_start, last_interval_end,
     events_copied, logs_copied, total_events, total_logs, lag_seconds)
@@ -85,7 +87,7 @@ ON CONFLICT (instance) DO UPDATE SET
     logs_copied = excluded.logs_copied,
     total_events = s.total_events + excluded.events_copied,
     total_logs = s.total_logs + excluded.logs_copied,
-    lag_seconds = excluded.lag_seconds
+    lag_seconds = extract(epoch FROM clock_timestamp() - greatest(s.archived_until, excluded.archived_until))
 RETURNING archived_until;
 
 -- name: set_archive_mark

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -19,10 +21,12 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from messagecenter import execution
+from messagecenter.airflow import metrics
 from messagecenter.airflow.hooks import MessageCenterDbHook
 from messagecenter.core.errors import ConfigError, is_permanent
 from messagecenter.core.settings import EXEC_CONN_PREFIX, Settings, get_settings
 from messagecenter.core.types import Queue
+from messagecenter.execution import heartbeat
 
 
 class MessageCenterOperator(BaseOperator):
@@ -87,6 +91,21 @@ class _ExecutionOperator(MessageCenterOperator):
     def hook(self) -> MessageCenterDbHook:
         return MessageCenterDbHook(self.mc_conn_id)
 
+    def record_heartbeat(self, workflow: str, rows: int, started: float) -> None:
+        """Record ``workflow``'s heartbeat on the execution database, in its own short transaction.
+
+        Never fails the task: the work is done and committed; a missing heartbeat (say the schema
+        is not upgraded yet) is logged with what to do.
+        """
+        seconds = time.monotonic() - started
+        try:
+            with self.hook.connect() as conn:
+                heartbeat.record_heartbeat(conn, workflow, rows, seconds)
+        except Exception as exc:
+            self.log.warning(
+                "Heartbeat of %s not recorded (run `python -m messagecenter db upgrade`?): %s", workflow, exc
+            )
+
 
 class SplitQueueOperator(_ExecutionOperator):
     """Claim the due pending events of an event queue and return shard descriptors (XCom).
@@ -101,8 +120,12 @@ class SplitQueueOperator(_ExecutionOperator):
         self.event_queue = event_queue
 
     def run(self, context: Context) -> list[dict[str, Any]]:
+        started = time.monotonic()
         with self.hook.connect() as conn:
             shards = execution.split_queue(conn, self.event_queue, self.settings.processing)
+        if self.event_queue == "batch":  # the first task of batchEventsProcessing: it always runs
+            claimed = sum(shard.count for shard in shards if shard.batch_id is not None)
+            self.record_heartbeat(heartbeat.BATCH_WORKFLOW, claimed, started)
         return [shard.to_xcom() for shard in shards]
 
 
@@ -143,6 +166,7 @@ class DeliverMessagesOperator(_ExecutionOperator):
                 conn, shard, self.settings.processing, transport_for=transport_for, stop=stop
             )
         counts.log(f"Deliver {shard.queue} {shard.event_type}/{shard.channel}")
+        metrics.delivered(shard.queue, sent=counts.sent, failed=counts.failed, ignored=counts.ignored)
         return counts.summary()
 
 
@@ -161,7 +185,9 @@ class DrainRealtimeOperator(_ExecutionOperator):
         from messagecenter.airflow.transports import transport_for, warm_up
 
         warm_up()
-        with self.stoppable() as stop:
+        started = time.monotonic()
+        pulse = heartbeat.Pulse(self.hook.connect, heartbeat.RT_WORKFLOW, self.settings.heartbeat_seconds)
+        with self.stoppable() as stop, pulse:  # the drain is seen alive while it runs
             counts = execution.drain_realtime(
                 self.hook.connect,
                 self.settings.processing,
@@ -169,6 +195,8 @@ class DrainRealtimeOperator(_ExecutionOperator):
                 lifetime_seconds=self.lifetime_seconds,
                 stop=stop,
             )
+        self.record_heartbeat(heartbeat.RT_WORKFLOW, counts.delivered, started)
+        metrics.delivered("rt", sent=counts.sent, failed=counts.failed, ignored=counts.ignored)
         return counts.summary()
 
 
@@ -176,9 +204,15 @@ class UpdateEventsStatusOperator(_ExecutionOperator):
     """Copy Sent / Ignored / Failed from the delivery logs onto the events, past the watermark."""
 
     def run(self, context: Context) -> dict[str, int]:
+        started = time.monotonic()
+        from messagecenter.intake.store import pending_counts
+
         with self.hook.connect() as conn:
             counts = execution.update_events_status(conn)
+            waiting = pending_counts(conn)
         counts.log("Update events status")
+        metrics.pending(waiting)
+        self.record_heartbeat(heartbeat.STATUS_WORKFLOW, counts.copied, started)
         return counts.summary()
 
 
@@ -240,23 +274,45 @@ class ArchiveEventsOperator(_InstanceOperator):
                 end=end,
                 overlap=settings.archive_overlap,
             )
+        lag = (datetime.now(UTC) - result.archived_until).total_seconds()
+        metrics.archiving_lag(self.instance, lag)
         return {
             "events": result.events,
             "logs": result.logs,
             "archived_until": result.archived_until.isoformat(),
+            "lag_seconds": round(lag, 1),
         }
 
 
 class PublishTemplatesOperator(_InstanceOperator):
-    """Publish control's latest template versions on one execution instance (mapped over instances)."""
+    """Publish control's latest template versions on one execution instance (mapped over instances).
+
+    Templates are deployed only on an instance whose technical workflows are started (each has a
+    heartbeat younger than ``MC_HEARTBEAT_MAX_AGE_SECONDS``): otherwise the task fails naming the
+    workflows to start, and the other instances still get theirs.
+
+    :param force: publish even so (also the DAG run param ``force``).
+    """
+
+    def __init__(self, *, force: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.force = force
 
     def run(self, context: Context) -> dict[str, int]:
         from messagecenter.templates.publishing import publish_latest
 
+        params = context.get("params") or {}
+        force = self.force or str(params.get("force", False)).lower() in ("true", "1")
         with (
             MessageCenterDbHook(self.exec_conn_id).connect() as exec_conn,
             MessageCenterDbHook(self.control_conn_id).connect() as control_conn,
         ):
+            if force:
+                self.log.warning("Publishing on %s whether its workflows run or not (force)", self.instance)
+            else:
+                heartbeat.require_started(
+                    exec_conn, instance=self.instance, max_age_seconds=get_settings().heartbeat_max_age
+                )
             published = publish_latest(control_conn, exec_conn)
         created = sum(p.created for p in published)
         self.log.info(
@@ -274,5 +330,8 @@ class PurgeArchivedOperator(_ExecutionOperator):
     def run(self, context: Context) -> dict[str, int]:
         from messagecenter.execution.cleanup import purge_archived
 
+        started = time.monotonic()
         with self.hook.connect() as conn:
-            return purge_archived(conn, retention=self.settings.retention)
+            counts = purge_archived(conn, retention=self.settings.retention)
+        self.record_heartbeat(heartbeat.CLEANUP_WORKFLOW, sum(counts.values()), started)
+        return counts

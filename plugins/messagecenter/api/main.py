@@ -78,6 +78,10 @@ def create_app(
     if in_airflow:
         api.include_router(archiving.router)
     app.include_router(api)
+    if in_airflow:  # the page in the Airflow UI, built (with Airflow's auth) on its first request
+        from messagecenter.api.routes.page_mount import include_page
+
+        include_page(app)
     if not in_airflow:  # in Airflow, the plugin serves SOAP at the server's root (create_soap_app)
         app.include_router(soap_router("/nl"))
 

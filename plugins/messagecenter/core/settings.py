@@ -70,6 +70,31 @@ class ProcessingSettings:
 
 
 @dataclass(frozen=True)
+class AlertLevels:
+    """(warning, alert) thresholds of the Message Center page, Campaign's defaults."""
+
+    pending: tuple[float, float] = (100, 400)
+    queue_seconds: tuple[float, float] = (4, 8)
+    processing_seconds: tuple[float, float] = (10, 20)
+    error_rate_percent: tuple[float, float] = (1, 5)
+
+
+def _pair_env(
+    env: dict[str, str] | os._Environ[str], name: str, default: tuple[float, float]
+) -> tuple[float, float]:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        warning, alert = (float(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{name} must be two numbers 'warning,alert', got {raw!r}") from None
+    if not 0 <= warning <= alert:
+        raise ConfigError(f"{name}: want 0 <= warning <= alert, got {raw!r}")
+    return warning, alert
+
+
+@dataclass(frozen=True)
 class Settings:
     """What this deployment is and where it finds its databases.
 
@@ -95,6 +120,17 @@ class Settings:
         (``MC_ARCHIVE_OVERLAP_SECONDS``; late commits are also waited for).
     :param registry_poll_seconds: how often the plugin mirrors ``mc_exec_*`` connections into the
         archiving registry (``MC_REGISTRY_POLL_SECONDS``).
+    :param heartbeat_seconds: how often a long real-time drain refreshes its workflow heartbeat
+        (``MC_HEARTBEAT_SECONDS``).
+    :param heartbeat_max_age: a technical workflow whose heartbeat is older than this is taken as
+        stopped by the doctor and by ``publishTemplates`` (``MC_HEARTBEAT_MAX_AGE_SECONDS``).
+    :param alerts: Campaign's alert levels of the Message Center page, as (warning, alert) pairs:
+        pending events (``MC_ALERT_PENDING``, ``100,400``), average queue time in seconds
+        (``MC_ALERT_QUEUE_SECONDS``, ``4,8``), processing time in seconds
+        (``MC_ALERT_PROCESSING_SECONDS``, ``10,20``), error rate in percent (``MC_ALERT_ERROR_RATE``,
+        ``1,5``).
+    :param archive_lag_warning: archiving lag (now minus the archived period's end) past which the
+        doctor warns (``MC_ARCHIVE_LAG_WARNING_SECONDS``); three times it is an error.
     """
 
     role: Role = "all"
@@ -112,6 +148,10 @@ class Settings:
     retention: timedelta = timedelta(days=30)
     archive_overlap: timedelta = timedelta(minutes=15)
     registry_poll_seconds: int = 15
+    heartbeat_seconds: int = 30
+    heartbeat_max_age: int = 600
+    archive_lag_warning: int = 3 * 3600
+    alerts: AlertLevels = field(default_factory=lambda: AlertLevels())
     processing: ProcessingSettings = field(default_factory=lambda: ProcessingSettings())
 
     @property
@@ -163,6 +203,15 @@ def load_settings(env: dict[str, str] | os._Environ[str] | None = None) -> Setti
         retention=timedelta(days=_int_env(env, "MC_RETENTION_DAYS", 30, 1, 36_500)),
         archive_overlap=timedelta(seconds=_int_env(env, "MC_ARCHIVE_OVERLAP_SECONDS", 900, 0, 86_400)),
         registry_poll_seconds=_int_env(env, "MC_REGISTRY_POLL_SECONDS", 15, 1, 3_600),
+        heartbeat_seconds=_int_env(env, "MC_HEARTBEAT_SECONDS", 30, 1, 3_600),
+        heartbeat_max_age=_int_env(env, "MC_HEARTBEAT_MAX_AGE_SECONDS", 600, 10, 7 * 86_400),
+        archive_lag_warning=_int_env(env, "MC_ARCHIVE_LAG_WARNING_SECONDS", 3 * 3600, 60, 30 * 86_400),
+        alerts=AlertLevels(
+            pending=_pair_env(env, "MC_ALERT_PENDING", (100, 400)),
+            queue_seconds=_pair_env(env, "MC_ALERT_QUEUE_SECONDS", (4, 8)),
+            processing_seconds=_pair_env(env, "MC_ALERT_PROCESSING_SECONDS", (10, 20)),
+            error_rate_percent=_pair_env(env, "MC_ALERT_ERROR_RATE", (1, 5)),
+        ),
         processing=ProcessingSettings(
             claim_chunk=_int_env(env, "MC_CLAIM_CHUNK", 10_000, 1, 1_000_000),
             max_events_per_run=_int_env(env, "MC_MAX_EVENTS_PER_RUN", 200_000, 1, 100_000_000),

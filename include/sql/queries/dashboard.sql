@@ -1,0 +1,32 @@
+-- The Message Center page (execution database of one instance). `{events}` is a queue's table.
+
+-- name: queue_now
+-- Pending events (0 pending, 1 pending delivery) and how long they have been waiting on average.
+SELECT count(*) AS pending,
+       coalesce(avg(extract(epoch FROM clock_timestamp() - created)), 0)::float8 AS queue_seconds
+FROM {events}
+WHERE status IN (0, 1) AND (scheduled IS NULL OR scheduled <= clock_timestamp());
+
+-- name: queue_last_hour
+-- Events that reached a final status in the last hour: end-to-end processing time, and how many
+-- were Sent (2) / Ignored (3) / Failed (4), for the error rate.
+SELECT coalesce(avg(extract(epoch FROM processed - created))
+                FILTER (WHERE status IN (2, 3, 4)), 0)::float8 AS processing_seconds,
+       count(*) FILTER (WHERE status = 2) AS sent,
+       count(*) FILTER (WHERE status = 3) AS ignored,
+       count(*) FILTER (WHERE status = 4) AS failed
+FROM {events}
+WHERE processed >= clock_timestamp() - interval '1 hour';
+
+-- name: status_since
+-- Events received since %(seconds)s ago, per status.
+SELECT status, count(*) FROM {events}
+WHERE created >= clock_timestamp() - make_interval(secs => %(seconds)s)
+GROUP BY status ORDER BY status;
+
+-- name: throughput
+-- Events per minute that reached a final status in the last %(seconds)s, per status.
+SELECT extract(epoch FROM date_trunc('minute', processed))::bigint AS minute, status, count(*)
+FROM {events}
+WHERE status >= 2 AND processed >= clock_timestamp() - make_interval(secs => %(seconds)s)
+GROUP BY 1, 2 ORDER BY 1, 2;

@@ -1,0 +1,330 @@
+"""``python -m messagecenter doctor``: is this deployment ready? Pure checks, one finding each.
+
+Every check takes what was already read (versions, heartbeat ages, DAG states, probe errors) and
+returns :class:`Finding` s: ``ok``, ``warning`` or ``error``, what was checked, and a message that
+says what to do when it is not ok (which DAG to turn on, which command to run). Reading the
+databases and Airflow is done by ``messagecenter.airflow.doctor``; nothing here needs Airflow, so
+each check and its message is tested on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import socket
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import psycopg
+
+from messagecenter.db.queries import fetch_value, query
+
+Level = Literal["ok", "warning", "error"]
+LEVELS: tuple[Level, ...] = ("ok", "warning", "error")
+
+# Exit codes of the doctor command.
+READY, ERRORS, WARNINGS = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check: its level, what it is about, and what to do when it is not ok."""
+
+    level: Level
+    what: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def ok(what: str, message: str) -> Finding:
+    return Finding("ok", what, message)
+
+
+def warning(what: str, message: str) -> Finding:
+    return Finding("warning", what, message)
+
+
+def error(what: str, message: str) -> Finding:
+    return Finding("error", what, message)
+
+
+def exit_code(findings: Iterable[Finding]) -> int:
+    """0 ready, 1 some error, 2 warnings only."""
+    levels = {f.level for f in findings}
+    if "error" in levels:
+        return ERRORS
+    return WARNINGS if "warning" in levels else READY
+
+
+def render_table(findings: Sequence[Finding]) -> str:
+    """A plain-text table: level, what, message; then a one-line verdict."""
+    width = max((len(f.what) for f in findings), default=4)
+    lines = [f"{'LEVEL':<8} {'CHECK':<{width}}  MESSAGE"]
+    lines += [f"{f.level.upper():<8} {f.what:<{width}}  {f.message}" for f in findings]
+    counts = {level: sum(f.level == level for f in findings) for level in LEVELS}
+    verdict = {READY: "ready", ERRORS: "NOT ready", WARNINGS: "ready, with warnings"}[exit_code(findings)]
+    lines.append(
+        f"\n{verdict}: {counts['ok']} ok, {counts['warning']} warning(s), {counts['error']} error(s)"
+    )
+    return "\n".join(lines)
+
+
+def render_json(findings: Sequence[Finding]) -> str:
+    return json.dumps(
+        {"exit_code": exit_code(findings), "findings": [f.to_json() for f in findings]}, indent=2
+    )
+
+
+# --- Databases ---------------------------------------------------------------------------------------
+
+
+def check_database(
+    conn_id: str, component: str, *, version: int | None, newest: int, problem: str | None = None
+) -> Finding:
+    """The database of ``conn_id`` answers and its ``component`` schema is at the ``newest`` version.
+
+    :param version: the applied version (None when the database could not be reached).
+    :param problem: why it could not be reached.
+    """
+    what = f"{conn_id} database"
+    upgrade = f"python -m messagecenter db upgrade --conn {conn_id} --schema {component}"
+    if version is None:
+        return error(
+            what,
+            f"unreachable: {problem}. Check the connection {conn_id} (host, port, login, password) "
+            "with `airflow connections get " + conn_id + "` and that the database is up",
+        )
+    if version == 0:
+        return error(what, f"reachable but the {component} schema is not installed: run `{upgrade}`")
+    if version < newest:
+        return error(
+            what, f"{component} schema at version {version}, this code needs {newest}: run `{upgrade}`"
+        )
+    if version > newest:
+        return error(
+            what,
+            f"{component} schema at version {version}, newer than this code ({newest}): "
+            "upgrade Message Center on this machine",
+        )
+    return ok(what, f"reachable, {component} schema current (version {version})")
+
+
+# --- Workflows -------------------------------------------------------------------------------------
+
+
+def check_dags(dags: Mapping[str, bool | None], *, why: str = "") -> list[Finding]:
+    """Each DAG exists and is on. ``dags`` maps a DAG id to ``is_paused`` (None: the DAG is absent)."""
+    findings = []
+    for dag_id, paused in dags.items():
+        what = f"DAG {dag_id}"
+        if paused is None:
+            findings.append(
+                error(
+                    what,
+                    "not found in Airflow: check that the DAG files are deployed and that MC_ROLE "
+                    "includes this role, then see `airflow dags list-import-errors`",
+                )
+            )
+        elif paused:
+            findings.append(
+                error(what, f"paused{why}: turn it on in the UI or run `airflow dags unpause {dag_id}`")
+            )
+        else:
+            findings.append(ok(what, "present and on"))
+    return findings
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} days"
+
+
+def check_heartbeats(
+    ages: Mapping[str, float | None],
+    *,
+    max_age_seconds: float,
+    where: str = "",
+    airflow_hint: str = "",
+) -> list[Finding]:
+    """Each workflow ran recently. ``ages`` maps a workflow to its heartbeat's age (None: never ran).
+
+    :param where: suffix naming the instance (``" on paris"``).
+    :param airflow_hint: how to start the workflows there, when it is not this deployment.
+    """
+    findings = []
+    for workflow, age in ages.items():
+        what = f"{workflow} heartbeat{where}"
+        start = airflow_hint or f"turn the DAG {workflow} on (`airflow dags unpause {workflow}`)"
+        if age is None:
+            findings.append(error(what, f"never ran: {start}"))
+        elif age > max_age_seconds:
+            findings.append(
+                error(
+                    what,
+                    f"last seen {_age(age)} ago (more than {_age(max_age_seconds)}): {start}, and check "
+                    "the scheduler and the workers of the execution queue",
+                )
+            )
+        else:
+            findings.append(ok(what, f"last seen {_age(age)} ago"))
+    return findings
+
+
+# --- Delivery, API, templates ------------------------------------------------------------------------
+
+
+def check_delivery(conn_id: str, channel: str, problem: str | None, target: str = "") -> Finding:
+    """The provider connection of ``channel`` is defined and answers (``problem`` None: it does)."""
+    what = f"{conn_id} ({channel})"
+    if problem is None:
+        return ok(what, f"answers{' at ' + target if target else ''}")
+    return error(
+        what,
+        f"{problem}: define or fix the connection {conn_id} (UI Admin > Connections, or "
+        f"`airflow connections add {conn_id} ...`); {channel} messages wait in the queue until then",
+    )
+
+
+def check_api_tokens(count: int) -> Finding:
+    if count:
+        return ok("API tokens", f"{count} token(s) configured")
+    return error(
+        "API tokens",
+        "none configured: every intake call is refused; set MC_API_TOKENS (comma-separated) or the "
+        "password of the mc_api connection",
+    )
+
+
+def check_templates(published: int, where: str = "") -> Finding:
+    what = f"templates{where}"
+    if published:
+        return ok(what, f"{published} template version(s) published")
+    return warning(
+        what,
+        "none published: events are not taken into account; load them on control with "
+        "`python -m messagecenter templates load FILE --conn mc_control`, then trigger publishTemplates",
+    )
+
+
+# --- Control: execution instances ------------------------------------------------------------------------
+
+
+def check_instance_ids(
+    ids: Mapping[str, int | None], problems: Mapping[str, str] | None = None
+) -> list[Finding]:
+    """Each instance's ``instance_id`` is set and unique across the instances."""
+    problems = problems or {}
+    by_id: dict[int, list[str]] = defaultdict(list)
+    for name, value in ids.items():
+        if value is not None:
+            by_id[value].append(name)
+    findings = []
+    for name, value in ids.items():
+        what = f"mc_exec_{name} instance_id"
+        if value is None:
+            findings.append(
+                error(
+                    what,
+                    f"{problems.get(name, 'not set')}: set the connection extra "
+                    '{"instance_id": N} (1..255, the MC_INSTANCE_ID of that instance)',
+                )
+            )
+        elif len(by_id[value]) > 1:
+            others = ", ".join(f"mc_exec_{n}" for n in by_id[value] if n != name)
+            findings.append(
+                error(
+                    what,
+                    f"{value} is also the instance_id of {others}: event ids would collide in the "
+                    "archive; give each instance its own MC_INSTANCE_ID and connection extra",
+                )
+            )
+        else:
+            findings.append(ok(what, f"{value}, unique"))
+    return findings
+
+
+def check_archiving_dag(instance: str, dag_id: str, paused: bool | None) -> Finding:
+    what = f"DAG {dag_id}"
+    if paused is None:
+        return error(
+            what,
+            f"absent: run `python -m messagecenter archiving create {instance}` (or press 'Create the "
+            "archiving workflow' on the Message Center page); it appears within seconds",
+        )
+    if paused:
+        return error(what, f"paused: nothing of {instance} is archived; run `airflow dags unpause {dag_id}`")
+    return ok(what, "present and on")
+
+
+def check_archive_lag(
+    instance: str, dag_id: str, lag_seconds: float | None, *, warning_seconds: float
+) -> Finding:
+    """Archiving lag = now - end of the archived period (None: never archived)."""
+    what = f"archiving lag of {instance}"
+    if lag_seconds is None:
+        return warning(
+            what,
+            f"nothing archived yet: the first run of {dag_id} archives it (hourly); trigger it with "
+            f"`airflow dags trigger {dag_id}`",
+        )
+    if lag_seconds > warning_seconds:
+        level: Level = "error" if lag_seconds > 3 * warning_seconds else "warning"
+        return Finding(
+            level,
+            what,
+            f"{_age(lag_seconds)} behind (alert past {_age(warning_seconds)}): check the failed runs of "
+            f"{dag_id}; clear them, or re-archive with `airflow backfill create --dag-id {dag_id} "
+            "--from-date ... --to-date ... --reprocess-behavior failed`",
+        )
+    return ok(what, f"{_age(lag_seconds)} behind")
+
+
+# --- Probes (network): return None when it answers, else the problem ---------------------------
+
+
+def probe_smtp(host: str, port: int, timeout: float = 5.0) -> str | None:
+    """Connect to the SMTP server and say EHLO."""
+    try:
+        with smtplib.SMTP(host, port, timeout=timeout) as client:
+            code, answer = client.ehlo()
+    except (OSError, smtplib.SMTPException) as exc:
+        return f"SMTP server {host}:{port} does not answer ({exc})"
+    if not 200 <= code < 300:
+        return f"SMTP server {host}:{port} refused EHLO ({code} {answer.decode(errors='replace')})"
+    return None
+
+
+def probe_http(url: str, timeout: float = 5.0) -> str | None:
+    """Open a TCP connection to the provider's host and port (no request is sent)."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return f"no host in {url!r}"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"{parts.hostname}:{port} does not answer ({exc})"
+    return None
+
+
+# --- Readers -----------------------------------------------------------------------------------------
+
+
+def published_template_count(conn: psycopg.Connection[Any]) -> int:
+    """Template versions an execution instance routes to."""
+    return int(fetch_value(conn, query("count_published_templates")) or 0)
+
+
+def archive_lags(conn: psycopg.Connection[Any]) -> dict[str, float]:
+    """Control: per instance, now minus the end of its archived period, in seconds."""
+    return {instance: lag for instance, _until, lag in conn.execute(query("archive_lags")).fetchall()}

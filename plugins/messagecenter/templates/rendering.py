@@ -60,7 +60,7 @@ class Rendered:
 
     def is_empty(self, channel: int | str) -> bool:
         """Nothing to send: an e-mail without html and text, an SMS or push without text."""
-        if Channel.parse(channel) == Channel.EMAIL:
+        if (channel if isinstance(channel, int) else Channel.parse(channel)) == Channel.EMAIL:
             return not self.html and not self.text
         return not self.text
 

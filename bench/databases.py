@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import psycopg
 from psycopg import sql
@@ -46,3 +48,9 @@ def drop_databases(prefix: str) -> None:
         ]
     for name in names:
         drop_database(name)
+
+
+def start_api(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The standalone intake API (``uvicorn messagecenter.api:app``) in its own process."""
+    command = [sys.executable, "-m", "uvicorn", "messagecenter.api:app", "--port", str(port)]
+    return subprocess.Popen([*command, "--log-level", "warning"], env=env)

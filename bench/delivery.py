@@ -52,7 +52,7 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="mc-bench-airflow-
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
-from databases import drop_databases, migrated_database  # noqa: E402
+from databases import drop_databases, migrated_database, start_api  # noqa: E402
 from messagecenter import execution  # noqa: E402
 from messagecenter.core.settings import ProcessingSettings  # noqa: E402
 from messagecenter.intake import store  # noqa: E402
@@ -324,6 +324,7 @@ def bench_rate(arrivals: Arrivals, env: dict[str, str], sms_port: int) -> tuple[
     while start + 10 <= times[-1]:
         windows.append(sum(1 for t in times if start <= t < start + 10) / 10)
         start += 10
+    windows = windows or [arrivals.rate()]  # a run shorter than one window
     return arrivals.rate(), min(windows), max(windows)
 
 
@@ -384,19 +385,7 @@ def bench_latency(smtp_port: int, env: dict[str, str]) -> tuple[float, float, fl
     port = _free_port()
     api_env = {**os.environ, **env, "PYTHONPATH": str(REPO / "plugins"), "MC_API_TOKENS": TOKEN}
     api_env["AIRFLOW_CONN_MC_EXECUTION"] = "postgresql://" + _uri_part(dsn)
-    api = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "messagecenter.api:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=api_env,
-    )
+    api = start_api(port, api_env)
     base = f"http://127.0.0.1:{port}/api/v1"
     headers = {"Authorization": f"Bearer {TOKEN}"}
     latencies: list[float] = []

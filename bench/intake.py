@@ -29,6 +29,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins"))
 
+from databases import start_api as api_process  # noqa: E402
 from messagecenter.core.ids import make_event_id  # noqa: E402
 from messagecenter.db import schema  # noqa: E402
 from messagecenter.db.queries import event_table  # noqa: E402
@@ -100,19 +101,7 @@ def start_api(dsn: str) -> tuple[subprocess.Popen, str]:
         "AIRFLOW_CONN_MC_EXECUTION": uri,
         "MC_API_TOKENS": TOKEN,
     }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "messagecenter.api:app",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
+    proc = api_process(port, env)
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:

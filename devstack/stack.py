@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -309,6 +309,26 @@ class Stack:
 
     def wait_api(self, timeout: float = 300) -> None:
         """Wait until the API server answers (its health route, whatever the other components say)."""
+        self._wait_health(lambda health: True, timeout, "the API server did not answer")
+
+    def wait_healthy(self, timeout: float = 300) -> dict[str, Any]:
+        """Wait until the API server answers and the scheduler, DAG processor and (when started)
+        triggerer report healthy (``GET /api/v2/monitor/health``, what the UI's health badge
+        shows); raise early if a component dies meanwhile."""
+        wanted = ("metadatabase", "scheduler", "dag_processor")
+        if "triggerer" in self.components:
+            wanted += ("triggerer",)
+        return self._wait_health(
+            lambda health: all((health.get(part) or {}).get("status") == "healthy" for part in wanted),
+            timeout,
+            "Airflow not healthy",
+        )
+
+    def _wait_health(
+        self, ready: Callable[[dict[str, Any]], bool], timeout: float, failure: str
+    ) -> dict[str, Any]:
+        """Poll ``GET /api/v2/monitor/health`` until its answer is ``ready``; raise early if a
+        component dies meanwhile, with ``failure`` and the last answer after ``timeout``."""
         url = f"{self.config.base_url}/api/v2/monitor/health"
         deadline = time.monotonic() + timeout
         last: Any = None
@@ -316,36 +336,17 @@ class Stack:
             self.check_alive()
             try:
                 answer = httpx.get(url, timeout=5)
-            except httpx.HTTPError as exc:
-                last = repr(exc)
-            else:
-                if answer.status_code == 200:
-                    return
-                last = f"{answer.status_code} {answer.text[:200]}"
-            time.sleep(0.5)
-        raise StackError(f"the API server did not answer within {timeout:.0f} s; last: {last}")
-
-    def wait_healthy(self, timeout: float = 300) -> dict[str, Any]:
-        """Wait until the API server answers and the scheduler, DAG processor and (when started)
-        triggerer report healthy (``GET /api/v2/monitor/health``, what the UI's health badge
-        shows); raise early if a component dies meanwhile."""
-        url = f"{self.config.base_url}/api/v2/monitor/health"
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            self.check_alive()
-            try:
-                last = httpx.get(url, timeout=5).json()
+                last = (
+                    answer.json()
+                    if answer.status_code == 200
+                    else f"{answer.status_code} {answer.text[:200]}"
+                )
             except (httpx.HTTPError, ValueError) as exc:
                 last = repr(exc)
-            else:
-                wanted = ("metadatabase", "scheduler", "dag_processor")
-                if "triggerer" in self.components:
-                    wanted += ("triggerer",)
-                if all((last.get(part) or {}).get("status") == "healthy" for part in wanted):
-                    return last
-            time.sleep(1)
-        raise StackError(f"Airflow not healthy after {timeout:.0f} s; last answer: {last}")
+            if isinstance(last, dict) and ready(last):
+                return last
+            time.sleep(0.5)
+        raise StackError(f"{failure} after {timeout:.0f} s; last answer: {last}")
 
     def token(self) -> str:
         """A REST API token for ``admin`` (``POST /auth/token``), fetched once."""

@@ -36,24 +36,28 @@ def smtp_transport(conn_id: str = settings.SMTP_CONN_ID, *, from_email: str | No
     ``SmtpHook`` reads them; ``deadline``: most seconds for one message, default 60;
     ``max_connections``: a chunk's concurrency, default 10; ``max_rate``: messages per second
     across all workers, default none)."""
-    extra = _extra(conn_id)
     return SmtpTransport(
         lambda: open_smtp_client(conn_id),
         name=conn_id,
         from_email=from_email,
-        deadline=_number(conn_id, extra, "deadline", 60.0, 0, 3600),
-        max_connections=int(_number(conn_id, extra, "max_connections", 10, 0, 1000)),
-        max_rate=_number(conn_id, extra, "max_rate", None, 0, 1_000_000),
+        **_provider_limits(conn_id, deadline=60.0, max_connections=10),
     )
 
 
-def _extra(conn_id: str) -> dict[str, Any]:
+def _provider_limits(conn_id: str, *, deadline: float, max_connections: int) -> dict[str, Any]:
+    """The extras every provider connection may set (``deadline``, ``max_connections``,
+    ``max_rate``), checked, with the transport's defaults for those it leaves out."""
     from airflow.sdk import BaseHook
 
     try:
-        return BaseHook.get_connection(conn_id).extra_dejson or {}
+        extra = BaseHook.get_connection(conn_id).extra_dejson or {}
     except Exception:  # not defined: the transport reports that when it opens
-        return {}
+        extra = {}
+    return {
+        "deadline": _number(conn_id, extra, "deadline", deadline, 0, 3600),
+        "max_connections": int(_number(conn_id, extra, "max_connections", max_connections, 0, 1000)),
+        "max_rate": _number(conn_id, extra, "max_rate", None, 0, 1_000_000),
+    }
 
 
 def _number(conn_id: str, extra: dict[str, Any], name: str, default: Any, low: float, high: float) -> Any:
@@ -100,14 +104,11 @@ def http_transport(conn_id: str, *, timeout: float = 10.0) -> HttpTransport:
     ``deadline``: most seconds for a whole request, answer included, default 30;
     ``max_connections``: a chunk's concurrency, default 32; ``max_rate``: messages per second across
     all workers, default none)."""
-    extra = _extra(conn_id)
     return HttpTransport(
         lambda: endpoint_from_airflow(conn_id),
         name=conn_id,
         timeout=timeout,
-        deadline=_number(conn_id, extra, "deadline", 30.0, 0, 3600),
-        max_connections=int(_number(conn_id, extra, "max_connections", 32, 0, 1000)),
-        max_rate=_number(conn_id, extra, "max_rate", None, 0, 1_000_000),
+        **_provider_limits(conn_id, deadline=30.0, max_connections=32),
     )
 
 

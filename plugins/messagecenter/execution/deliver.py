@@ -91,7 +91,7 @@ def _database_lost(conn: psycopg.Connection[Any]) -> bool:
     """Whether the server has ended this session (restart, failover, terminated backend).
 
     A session idle in its transaction receives nothing unless the server ends it, so a readable
-    socket is the sign; one cheap ``select`` per message, a round trip only when it is readable.
+    socket is the sign: one cheap ``select``, a round trip only when the socket is readable.
     """
     if conn.closed or conn.broken:
         return True
@@ -110,9 +110,9 @@ def _deliver_chunk(
     make_transport: Callable[[], Transport],
     renderer: Renderer,
     heartbeat_seconds: float,
-    stop: threading.Event | None = None,
-    breaker: CircuitBreaker | None = None,
-    limiter: RateLimiter | None = None,
+    stop: threading.Event | None,
+    breaker: CircuitBreaker,
+    limiter: RateLimiter | None,
 ) -> list[_Result]:
     """Render and send a claimed chunk, one result per event handled, in the chunk's order.
 
@@ -139,23 +139,28 @@ def _deliver_chunk(
             {"channel": channel, "addresses": [a for a in addresses.values() if a]},
         )
     }
-    first = make_transport()
-    breaker = breaker or breaker_for(provider_name(first))
-    pool = TransportPool(first, make_transport)
+    pool = TransportPool(make_transport(), make_transport)
     results: dict[int, _Result] = {}
     in_flight: dict[Future[SendResult], tuple[int, _Result]] = {}
     next_beat = time.monotonic() + heartbeat_seconds
-
-    def collect(done: set[Future[SendResult]]) -> None:
-        for future in done:
-            position, pending = in_flight.pop(future)
-            results[position] = _sent(pending, future, breaker)
 
     def keep_alive() -> None:
         nonlocal next_beat
         if time.monotonic() >= next_beat:
             conn.execute(query("keep_alive"))  # restarts the server's idle-in-transaction clock
             next_beat = time.monotonic() + heartbeat_seconds
+
+    def settle(most_in_flight: int, *, beat: bool = True) -> None:
+        """Collect finished sends until at most ``most_in_flight`` remain, staying alive meanwhile."""
+        while len(in_flight) > most_in_flight:
+            done, _ = wait(
+                in_flight, timeout=heartbeat_seconds if beat else None, return_when=FIRST_COMPLETED
+            )
+            for future in done:
+                position, pending = in_flight.pop(future)
+                results[position] = _sent(pending, future, breaker)
+            if beat:
+                keep_alive()
 
     # One connection: sent inline, no thread to hand the message over to.
     executor = ThreadPoolExecutor(pool.size, thread_name_prefix="mc-send") if pool.size > 1 else None
@@ -193,20 +198,12 @@ def _deliver_chunk(
                     except Exception as exc:
                         results[position] = _failed_in_transport(pending, exc)
                 else:
-                    while len(in_flight) >= pool.size:
-                        done, _ = wait(in_flight, timeout=heartbeat_seconds, return_when=FIRST_COMPLETED)
-                        collect(done)
-                        keep_alive()
+                    settle(pool.size - 1)
                     in_flight[executor.submit(pool.send, prepared)] = (position, pending)
                 keep_alive()
-            while in_flight:
-                done, _ = wait(in_flight, timeout=heartbeat_seconds, return_when=FIRST_COMPLETED)
-                collect(done)
-                keep_alive()
+            settle(0)
         finally:
-            while in_flight:  # an error ended the chunk: what is in flight still finishes
-                done, _ = wait(in_flight)
-                collect(done)
+            settle(0, beat=False)  # an error ended the chunk: what is in flight still finishes
     return [results[position] for position in sorted(results)]
 
 
@@ -239,9 +236,10 @@ def _failed_in_transport(pending: _Result, exc: Exception) -> _Result:
     return replace(pending, status=Status.FAILED, error=f"internal error: {type(exc).__name__}: {exc}")
 
 
-class _ProviderGuards:
-    """Per delivery task: each provider's circuit breaker and, when its connection sets
-    ``max_rate``, its rate limiter (with a connection of its own, closed at the end)."""
+class ProviderGuards:
+    """Each provider's circuit breaker and, when its connection sets ``max_rate``, its rate limiter
+    (with a connection of its own, closed at the end). One per delivery task, or per real-time
+    drain: its passes then share one limiter connection and its reserved slots."""
 
     def __init__(self, settings: ProcessingSettings, transport_for: TransportFactory) -> None:
         self._settings = settings
@@ -275,6 +273,12 @@ class _ProviderGuards:
         for _, limiter in self._guards.values():
             if limiter is not None:
                 limiter.close()
+
+    def __enter__(self) -> ProviderGuards:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _prepare(
@@ -424,6 +428,7 @@ def deliver_shard(
     time_budget: float | None = None,
     stop: threading.Event | None = None,
     copy_status: bool = False,
+    providers: ProviderGuards | None = None,
 ) -> Counts:
     """Deliver the shard's due events chunk by chunk until none is left or the time budget is spent.
 
@@ -435,24 +440,24 @@ def deliver_shard(
     that is only slow says it is alive between its messages). A set ``stop`` ends the delivery
     after the messages in flight: what was sent is logged, the rest is released at once. With
     ``copy_status`` (the real-time drain) each chunk also copies its final statuses onto its events.
+    ``providers`` (a drain's, kept across its passes) defaults to one for this call.
     """
     renderer = renderer or renderer_for(settings)
-    providers = _ProviderGuards(settings, transport_for)
-    try:
-        return _deliver_shard(
-            conn, shard, settings, transport_for, renderer, providers, time_budget, stop, copy_status
+    with (
+        contextlib.nullcontext(providers) if providers else ProviderGuards(settings, transport_for) as guards
+    ):
+        return _deliver_chunks(
+            conn, shard, settings, transport_for, renderer, guards, time_budget, stop, copy_status
         )
-    finally:
-        providers.close()
 
 
-def _deliver_shard(
+def _deliver_chunks(
     conn: psycopg.Connection[Any],
     shard: Shard,
     settings: ProcessingSettings,
     transport_for: TransportFactory,
     renderer: Renderer,
-    providers: _ProviderGuards,
+    providers: ProviderGuards,
     time_budget: float | None,
     stop: threading.Event | None,
     copy_status: bool,

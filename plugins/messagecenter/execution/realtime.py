@@ -14,7 +14,7 @@ import psycopg
 from messagecenter.core.settings import ProcessingSettings
 from messagecenter.core.types import Queue
 from messagecenter.db.queries import query
-from messagecenter.execution.deliver import TransportFactory, deliver_shard, renderer_for
+from messagecenter.execution.deliver import ProviderGuards, TransportFactory, deliver_shard, renderer_for
 from messagecenter.execution.link import link_templates
 from messagecenter.execution.shards import Counts
 from messagecenter.execution.split import split_queue
@@ -33,6 +33,7 @@ def process_once(
     transport_for: TransportFactory,
     renderer: Renderer,
     stop: threading.Event | None = None,
+    providers: ProviderGuards | None = None,
 ) -> Counts:
     """One pass of split, link and deliver over ``queue`` in this process (the real-time path).
 
@@ -54,6 +55,7 @@ def process_once(
                 renderer=renderer,
                 stop=stop,
                 copy_status=True,  # Sent is readable through the API at once
+                providers=providers,
             )
         )
     return counts
@@ -80,12 +82,18 @@ def drain_realtime(
     total = Counts()
     stop = stop or threading.Event()
     deadline = time.monotonic() + (lifetime_seconds or settings.rt_drain_seconds)
-    with connect() as listener, connect() as conn:
+    with connect() as listener, connect() as conn, ProviderGuards(settings, transport_for) as providers:
         listener.autocommit = True
         listener.execute(query("listen_rt_events"))
         while time.monotonic() < deadline and not stop.is_set():
             counts = process_once(
-                conn, "rt", settings, transport_for=transport_for, renderer=renderer, stop=stop
+                conn,
+                "rt",
+                settings,
+                transport_for=transport_for,
+                renderer=renderer,
+                stop=stop,
+                providers=providers,
             )
             if counts.claimed or counts.delivered:
                 counts.log("rt drain pass")

@@ -6,11 +6,11 @@ STAMP := $(VENV)/.installed
 # The runtime package (plugins/) and the development stack (devstack/, at the root).
 DEVPATH := PYTHONPATH=plugins:.
 
-.PHONY: demo demo-check test lint typecheck contracts bench lock clean
+.PHONY: demo demo-check test lint typecheck contracts docs bench lock clean
 
-# One environment for the demo and the tests: production requirements, then the development stack
-# and the test tools on top (the Docker image installs requirements.txt alone).
-$(STAMP): requirements.txt requirements-dev.txt requirements-test.txt
+# One environment for the demo, the tests and the docs: production requirements, then the development
+# stack, the test tools and the docs tools on top (the Docker image installs requirements.txt alone).
+$(STAMP): requirements.txt requirements-dev.txt requirements-test.txt requirements-docs.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-test.txt
@@ -35,6 +35,10 @@ contracts: $(STAMP)  ## import contracts: the domain knows no Airflow, the runti
 test: lint typecheck contracts  ## ruff, mypy, import contracts, then pytest against a real PostgreSQL
 	$(BIN)/python -m pytest
 
+# NO_MKDOCS_2_WARNING: Material's end-of-life banner, printed on every build, says nothing about our pages.
+docs: $(STAMP)  ## the documentation site (docs/, mkdocs.yml) into site/; broken links and nav warnings fail
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(STAMP)  ## benchmarks (not tests): ratios measured side by side
 	$(DEVPATH) $(BIN)/python bench/intake.py
 	$(DEVPATH) $(BIN)/python bench/pipeline.py
@@ -50,4 +54,4 @@ lock:  ## re-pin requirements.txt from requirements.in in a clean venv
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
+	rm -rf $(VENV) site .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

@@ -4,45 +4,9 @@ Each XML event becomes the JSON event the REST API takes, which then goes throug
 decoding and validation (:func:`messagecenter.intake.decode.decode_push`): the same limits, the same
 checks, the same stored row, the same idempotency (``externalId`` is ``external_id``).
 
-Attributes of the event element:
-
-==================== ==================================================================
-``type``             ``type``
-``email``            ``email``
-``mobilePhone``      ``mobile_phone``
-``wishedChannel``    ``channel``: ``0`` email, ``1`` sms, ``41`` ios, ``42`` android, or
-                     those labels (any case); absent: email
-``externalId``       ``external_id``
-``language``         ``language``
-``country``          ``country``
-``origin``           ``origin``
-``scheduled``        ``scheduled``: an XTK date (``2026-12-01 10:00:00.000Z``) or ISO 8601;
-                     without a time zone it is UTC; a date alone is midnight UTC
-``registrationToken`` ``push_token``
-==================== ==================================================================
-
-An empty attribute is an absent one (Campaign's empty string is its null).
-
-``ctx`` (the free XML of ``<ctx>``) becomes a JSON object by one rule, applied at every level:
-
-* an element with neither attributes nor child elements is a string: its text (``""`` if empty);
-* any other element is an object: ``"@name"`` for each attribute, one key per child element name,
-  and ``"#text"`` for its text when it has some that is not only whitespace (the text pieces between
-  child elements joined in document order; whitespace-only text there is layout, and dropped);
-* a child element name that occurs more than once in the same parent is a list of the values, in
-  document order (once: the value itself, not a one-item list);
-* ``<ctx>`` itself is always an object; all values are strings (XML has no other type);
-* names are local names (a prefix and its namespace are dropped); an attribute in a namespace keeps
-  its prefix (``"@xml:lang"``); comments and processing instructions are dropped, CDATA is text.
-
-Keys cannot collide: XML names never start with ``@`` or ``#``. So a Campaign template's
-``rtEvent.ctx.firstName`` is ``ctx.firstName`` in a template here, ``rtEvent.ctx.customer.@title`` is
-``ctx.customer['@title']``, and ``rtEvent.ctx.website.@name`` is ``ctx.website['@name']``.
-
-What the event carries beyond the REST fields is kept, not dropped: the other attributes
-(``emailFormat``, ``correlationId``...) and the other child elements (``<mobileApp uuid="..."/>``) go
-into ``ctx["#event"]``, an object built by the same rule (``ctx['#event']['@emailFormat']``,
-``ctx['#event'].mobileApp['@uuid']``); ``"#event"`` is absent when there is nothing to keep.
+The rules are documented once, for integrators, in docs/soap.md: which attribute becomes which REST
+field ("Event attributes", :data:`ATTRIBUTES` here), how ``<ctx>`` becomes a JSON object ("``ctx``:
+from XML to JSON") and what goes into ``ctx["#event"]``. tests/soap/test_mapping.py holds them.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import psycopg
 from messagecenter import execution
 from messagecenter.airflow.transports import transport_for
 from messagecenter.core.settings import ProcessingSettings
-from messagecenter.execution import deliver
+from messagecenter.execution import results
 from messagecenter.intake import store
 from messagecenter.intake.decode import event_from_dict
 from messagecenter.templates.files import parse_templates
@@ -395,8 +395,8 @@ def test_a_second_final_log_for_an_event_is_dropped_not_an_error(conn: psycopg.C
         return (event_id, "batch", status, 0, "ann@example.com", None, None, None, None, error, 1)
 
     with conn.transaction():
-        deliver._insert_logs(conn, [row(a, 2, None)])  # the fast path: COPY
+        results.insert_logs(conn, [row(a, 2, None)])  # the fast path: COPY
     with conn.transaction():
-        deliver._insert_logs(conn, [row(a, 4, "late duplicate"), row(b, 2, None)])  # the fallback
+        results.insert_logs(conn, [row(a, 4, "late duplicate"), row(b, 2, None)])  # the fallback
     logs = conn.execute("SELECT event_id, status, error FROM mc.delivery_log ORDER BY event_id").fetchall()
     assert logs == [(a, 2, None), (b, 2, None)]

@@ -1,4 +1,5 @@
-"""Providers that hang: an overall deadline per send, and a circuit breaker per provider."""
+"""Providers that hang: an overall deadline per send, a circuit breaker per provider, and the guards
+of a delivery (each provider's breaker and rate limiter)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from typing import Any
 import pytest
 
 from messagecenter.airflow.transports import http_transport, smtp_transport
-from messagecenter.delivery import Outcome, OutgoingMessage
-from messagecenter.delivery.guards import CircuitBreaker
+from messagecenter.delivery import NullTransport, Outcome, OutgoingMessage
+from messagecenter.delivery.guards import CircuitBreaker, ProviderGuards, breaker_for
 from tests.sinks import SENDER, Reply
 
 SMS = OutgoingMessage(event_id=7, channel=1, address="+33600000000", text="code 1234")
@@ -176,3 +177,28 @@ def test_a_hung_provider_costs_a_chunk_a_few_deadlines_not_one_per_message(
     assert {status for status, _, _ in rows} == {1}
     assert sum(errors for _, errors, _ in rows) <= 5 + 2
     assert sum(later for _, _, later in rows) >= 14
+
+
+def test_provider_guards_read_the_transports_name_and_max_rate(conn: Any) -> None:
+    """One breaker per provider name, shared by its channels; a rate limiter only for a provider
+    whose transport sets ``max_rate``, built once per channel and closed with the guards."""
+
+    class Limited(NullTransport):
+        name = "mc_sms"
+        max_rate = 50.0
+
+    transports = {0: NullTransport(), 1: Limited(), 41: Limited()}
+    with ProviderGuards(transports.__getitem__, breaker_threshold=2, breaker_cooldown=5.0) as guards:
+        email_breaker, email_limiter = guards.guards(conn, 0)
+        sms_breaker, sms_limiter = guards.guards(conn, 1)
+        push_breaker, _ = guards.guards(conn, 41)
+        assert email_limiter is None
+        assert sms_limiter is not None
+        assert (sms_limiter.provider, sms_limiter.rate) == ("mc_sms", 50.0)
+        assert push_breaker is sms_breaker is breaker_for("mc_sms", threshold=2, cooldown=5.0)
+        assert email_breaker is breaker_for("null", threshold=2, cooldown=5.0)
+        assert (email_breaker.threshold, email_breaker.cooldown) == (2, 5.0)
+        assert guards.guards(conn, 1) == (sms_breaker, sms_limiter)
+        sms_limiter.wait_turn()  # reserves slots on a connection of its own
+        assert sms_limiter._conn is not None
+    assert sms_limiter._conn is None

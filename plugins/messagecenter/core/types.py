@@ -1,4 +1,4 @@
-"""The domain's words: queues, channels, event statuses, and the claimed-event row.
+"""The domain's words: queues, channels and event statuses.
 
 Channel and status values are Campaign's codes, as stored in the database: the SQL files use the
 same integers, each with a comment naming its status.
@@ -7,9 +7,7 @@ same integers, each with a comment naming its status.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 Queue = Literal["rt", "batch"]
 QUEUES: tuple[Queue, ...] = get_args(Queue)
@@ -85,79 +83,6 @@ STATUS_LABELS: dict[Status, str] = {
 DELIVERY_LOG_STATUSES = (Status.SENT, Status.IGNORED, Status.FAILED)  # what a delivery log can say
 
 
-class Unloadable:
-    """A value of one event that could not be loaded (e.g. a ctx too deep or with a number Python
-    cannot hold): it fails that event alone, with ``reason`` in its delivery log."""
-
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-    def __repr__(self) -> str:
-        return f"Unloadable({self.reason!r})"
-
-
-@dataclass(slots=True)
-class ClaimedEvent:
-    """One event claimed by a delivery chunk: a row of ``claim_for_delivery``, column for column."""
-
-    id: int
-    event_type: str
-    channel: int
-    email: str | None
-    mobile_phone: str | None
-    push_token: str | None
-    external_id: str | None
-    language: str | None
-    country: str | None
-    origin: str | None
-    ctx: Any  # the JSON object as loaded, or Unloadable (see load_problem)
-    created: datetime
-    scheduled: datetime | None
-    scheduled_out_of_range: bool
-    template_id: int
-    template_version: int
-    errors: int
-    next_try: datetime
-
-    def load_problem(self) -> str | None:
-        """Why this event's data cannot be delivered as stored, or ``None``."""
-        if isinstance(self.ctx, Unloadable):
-            return f"cannot load ctx: {self.ctx.reason}"
-        if self.ctx is not None and not isinstance(self.ctx, dict):
-            return f"ctx is a JSON {type(self.ctx).__name__}, not an object"
-        if self.scheduled_out_of_range:
-            return "scheduled is out of the supported range (years 1 to 9999)"
-        return None
-
-    @property
-    def address(self) -> str | None:
-        """Where to send, normalised: a lower-cased e-mail address, a phone number or a push token."""
-        if self.channel == Channel.EMAIL:
-            value = (self.email or "").strip()
-            return value.lower() if "@" in value else None
-        raw = self.mobile_phone if self.channel == Channel.SMS else self.push_token
-        return (raw or "").strip() or None
-
-    def template_fields(self) -> dict[str, Any]:
-        """``event`` as a template sees it: the pushed fields, ``type`` for the event type."""
-        return {
-            "id": self.id,
-            "type": self.event_type,
-            "channel": self.channel,
-            "email": self.email,
-            "mobile_phone": self.mobile_phone,
-            "push_token": self.push_token,
-            "external_id": self.external_id,
-            "language": self.language,
-            "country": self.country,
-            "origin": self.origin,
-            "created": self.created,
-            "scheduled": self.scheduled,
-        }
-
-
 ADDRESS_NAMES: dict[int, str] = {
     Channel.EMAIL: "e-mail address",
     Channel.SMS: "mobile phone number",
@@ -172,8 +97,6 @@ __all__ = [
     "STATUS_LABELS",
     "Channel",
     "ChannelName",
-    "ClaimedEvent",
     "Queue",
     "Status",
-    "Unloadable",
 ]

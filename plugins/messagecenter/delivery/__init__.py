@@ -14,6 +14,7 @@ from messagecenter.delivery.base import (
     OutgoingMessage,
     SendResult,
     Transport,
+    TransportFactory,
     truncate,
 )
 from messagecenter.delivery.http import PUSH_PLATFORMS, HttpEndpoint, HttpTransport
@@ -32,5 +33,6 @@ __all__ = [
     "SmtpOpenError",
     "SmtpTransport",
     "Transport",
+    "TransportFactory",
     "truncate",
 ]

@@ -8,6 +8,7 @@ caller decides per event between Sent, a retry with backoff (transient) and Fail
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
@@ -53,6 +54,19 @@ class SendResult:
 
 
 class Transport(Protocol):
+    """A provider's transport, and the limits a delivery chunk reads from it before opening it.
+
+    ``name`` is the provider's name (its connection id): it keys the provider's circuit breaker and
+    rate limit, and names it in logs and errors. ``max_connections`` is how many of these a chunk
+    may open at once, so how many messages it keeps in flight (less than 1 counts as 1).
+    ``max_rate`` is the provider's limit in messages per second across every worker; ``None`` or
+    ``0`` for none.
+    """
+
+    name: str
+    max_connections: int
+    max_rate: float | None
+
     def __enter__(self) -> Transport: ...
 
     def __exit__(
@@ -62,8 +76,18 @@ class Transport(Protocol):
     def send(self, message: OutgoingMessage) -> SendResult: ...
 
 
+TransportFactory = Callable[[int], Transport]  # channel code -> a transport, not yet opened
+
+
 class NullTransport:
-    """Accepts everything and sends nothing: benchmarks and dry runs."""
+    """Accepts everything and sends nothing: benchmarks and dry runs.
+
+    Its limits are class attributes, so that a subclass may set other ones.
+    """
+
+    name: str = "null"
+    max_connections: int = 1
+    max_rate: float | None = None
 
     def __enter__(self) -> NullTransport:
         return self

@@ -4,6 +4,7 @@ A provider that is down costs a connection timeout per message, and one that tri
 a byte at a time defeats every per-read timeout. The breaker stops a worker from trying a provider
 that failed ``threshold`` times in a row (its events are retried later, counted as transient); the
 watchdog ends a send that runs past its overall deadline by shutting its socket down.
+:class:`ProviderGuards` holds, per channel, the provider's breaker and its rate limiter.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
-from messagecenter.delivery.base import Outcome
+import psycopg
+
+from messagecenter.delivery.base import Outcome, TransportFactory
+from messagecenter.delivery.rate import RateLimiter
 
 
 class CircuitBreaker:
@@ -113,3 +118,54 @@ def clear_breakers() -> None:
     """Forget every provider's breaker (a new worker process starts with none)."""
     with _BREAKERS_LOCK:
         _BREAKERS.clear()
+
+
+class ProviderGuards:
+    """Each provider's circuit breaker and, when its transport sets ``max_rate``, its rate limiter
+    (with a connection of its own, closed at the end). One per delivery task, or per real-time
+    drain: its passes then share one limiter connection and its reserved slots.
+
+    :param transport_for: the transport of a channel (only its ``name`` and ``max_rate`` are read).
+    :param breaker_threshold: consecutive transient failures that open a provider's breaker.
+    :param breaker_cooldown: seconds an open breaker waits before it lets one message through.
+    """
+
+    def __init__(
+        self, transport_for: TransportFactory, *, breaker_threshold: int, breaker_cooldown: float
+    ) -> None:
+        self._transport_for = transport_for
+        self._breaker_threshold = breaker_threshold
+        self._breaker_cooldown = breaker_cooldown
+        self._guards: dict[int, tuple[CircuitBreaker, RateLimiter | None]] = {}
+
+    def guards(
+        self, conn: psycopg.Connection[Any], channel: int
+    ) -> tuple[CircuitBreaker, RateLimiter | None]:
+        """The breaker and the rate limiter (or ``None``) of ``channel``'s provider; a limiter
+        connects to the database of ``conn``."""
+        if channel not in self._guards:
+            transport = self._transport_for(channel)  # not opened: only its settings are read
+            breaker = breaker_for(
+                transport.name, threshold=self._breaker_threshold, cooldown=self._breaker_cooldown
+            )
+            limiter = None
+            if transport.max_rate:
+                dsn, password = conn.info.dsn, conn.info.password
+
+                def connect() -> psycopg.Connection[Any]:
+                    return psycopg.connect(dsn, password=password, autocommit=True)
+
+                limiter = RateLimiter(connect, transport.name, float(transport.max_rate))
+            self._guards[channel] = (breaker, limiter)
+        return self._guards[channel]
+
+    def close(self) -> None:
+        for _, limiter in self._guards.values():
+            if limiter is not None:
+                limiter.close()
+
+    def __enter__(self) -> ProviderGuards:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

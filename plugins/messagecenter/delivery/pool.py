@@ -17,7 +17,7 @@ from messagecenter.delivery.base import OutgoingMessage, SendResult, Transport
 
 def concurrency_of(transport: Transport) -> int:
     """How many messages a chunk may have in flight on this provider (its ``max_connections``)."""
-    return max(1, int(getattr(transport, "max_connections", 1) or 1))
+    return max(1, transport.max_connections)
 
 
 class TransportPool:

@@ -14,7 +14,9 @@ import psycopg
 from messagecenter.core.settings import ProcessingSettings
 from messagecenter.core.types import Queue
 from messagecenter.db.queries import query
-from messagecenter.execution.deliver import ProviderGuards, TransportFactory, deliver_shard, renderer_for
+from messagecenter.delivery.base import TransportFactory
+from messagecenter.delivery.guards import ProviderGuards
+from messagecenter.execution.deliver import deliver_shard, provider_guards, renderer_for
 from messagecenter.execution.link import link_templates
 from messagecenter.execution.shards import Counts
 from messagecenter.execution.split import split_queue
@@ -82,7 +84,7 @@ def drain_realtime(
     total = Counts()
     stop = stop or threading.Event()
     deadline = time.monotonic() + (lifetime_seconds or settings.rt_drain_seconds)
-    with connect() as listener, connect() as conn, ProviderGuards(settings, transport_for) as providers:
+    with connect() as listener, connect() as conn, provider_guards(settings, transport_for) as providers:
         listener.autocommit = True
         listener.execute(query("listen_rt_events"))
         while time.monotonic() < deadline and not stop.is_set():

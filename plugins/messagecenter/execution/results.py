@@ -1,0 +1,139 @@
+"""Results: what a delivery chunk writes when it is done, in its transaction.
+
+An event with a final result (Sent, Ignored, Failed, or out of tries) gets its final delivery log;
+the others are scheduled for a retry with backoff. The unique delivery log per event makes a
+redelivery write no second final log.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from messagecenter.core.settings import ProcessingSettings
+from messagecenter.core.types import Queue, Status
+from messagecenter.db.queries import query
+from messagecenter.delivery.base import Outcome, SendResult
+from messagecenter.execution.claim import ClaimedEvent
+from messagecenter.execution.shards import Counts
+
+log = logging.getLogger(__name__)
+
+_MAX_BACKOFF_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """One event's result in a chunk: final (a status), or a transient error to retry."""
+
+    event: ClaimedEvent
+    status: Status | None  # SENT / IGNORED / FAILED, or None for a transient error
+    address: str | None = None
+    send: SendResult | None = None
+    error: str | None = None
+    retry_after: float = 0.0  # seconds: no retry before, whatever the backoff says
+
+
+def backoff(errors: int, base_seconds: float) -> float:
+    """Seconds before try ``errors + 1``: base, 2x base, 4x base..., capped at one hour."""
+    return min(base_seconds * 2 ** max(errors - 1, 0), _MAX_BACKOFF_SECONDS)
+
+
+def write_results(
+    conn: psycopg.Connection[Any],
+    queue: Queue,
+    results: list[Result],
+    settings: ProcessingSettings,
+    *,
+    copy_status: bool = False,
+) -> Counts:
+    """Write a chunk's outcome, in its transaction: final delivery logs, then retries with backoff.
+
+    A final log is all a delivered event needs: the claim skips events that have one, and the
+    status copy sets the status and the error count (from ``tries``) on the event.
+    """
+    counts = Counts()
+    final: list[tuple[Result, Status]] = []
+    retry_ids, retry_errors, retry_at = [], [], []
+    now = datetime.now(UTC)
+    for r in results:
+        errors = r.event.errors + (r.send is not None and r.send.outcome is not Outcome.SENT)
+        if r.status is not None:
+            final.append((r, r.status))
+        elif errors >= settings.max_tries:
+            final.append((replace(r, error=f"max tries ({errors}) reached: {r.error}"), Status.FAILED))
+        else:
+            retry_ids.append(r.event.id)
+            retry_errors.append(errors)
+            delay = max(backoff(errors, settings.retry_backoff_seconds), r.retry_after)
+            retry_at.append(now + timedelta(seconds=delay))
+    if final:
+        insert_logs(conn, [log_row(queue, r, status) for r, status in final])
+        if copy_status:
+            conn.execute(query("copy_delivered_status", queue), {"ids": [r.event.id for r, _ in final]})
+    if retry_ids:
+        conn.execute(
+            query("schedule_retries", queue),
+            {"id": retry_ids, "errors": retry_errors, "next_try": retry_at},
+        )
+    for _, status in final:
+        counts.sent += status == Status.SENT
+        counts.ignored += status == Status.IGNORED
+        counts.failed += status == Status.FAILED
+    counts.retried = len(retry_ids)
+    return counts
+
+
+# Columns of a delivery log, in the order of the statement copy_delivery_logs.
+LOG_COLUMNS = (
+    "event_id",
+    "queue",
+    "status",
+    "channel",
+    "address",
+    "template_id",
+    "template_version",
+    "message_id",
+    "provider_answer",
+    "error",
+    "tries",
+)
+
+
+def log_row(queue: Queue, r: Result, status: Status) -> tuple[Any, ...]:
+    """One delivery log in :data:`LOG_COLUMNS` order."""
+    return (
+        r.event.id,
+        queue,
+        int(status),
+        r.event.channel,
+        r.address,
+        r.event.template_id,
+        r.event.template_version,
+        r.send.message_id if r.send else None,
+        r.send.provider_answer if r.send else None,
+        r.error,
+        # send attempts: the earlier failed ones, plus this one when a message went out
+        r.event.errors + (r.send is not None),
+    )
+
+
+def insert_logs(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> None:
+    """Write final delivery logs with COPY; if an event already has one (redelivered after a
+    crash), fall back to an insert that keeps the first log of each event."""
+    try:
+        with conn.transaction(), conn.cursor().copy(query("copy_delivery_logs")) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.errors.UniqueViolation:
+        log.info(
+            "Some of %s events were delivered before (a crashed run): keeping their first log", len(rows)
+        )
+        conn.execute(
+            query("insert_delivery_logs"),
+            dict(zip(LOG_COLUMNS, map(list, zip(*rows, strict=True)), strict=True)),
+        )

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The runtime package (plugins/) and the development stack (devstack/, at the root).
 DEVPATH := PYTHONPATH=plugins:.
 
-.PHONY: demo demo-check test lint typecheck contracts bench lock clean
+.PHONY: demo demo-check test lint typecheck contracts config-docs bench lock clean
 
 # One environment for the demo and the tests: production requirements, then the development stack
 # and the test tools on top (the Docker image installs requirements.txt alone).
@@ -34,6 +34,9 @@ contracts: $(STAMP)  ## import contracts: the domain knows no Airflow, the runti
 
 test: lint typecheck contracts  ## ruff, mypy, import contracts, then pytest against a real PostgreSQL
 	$(BIN)/python -m pytest
+
+config-docs: $(STAMP)  ## docs/configuration.md from the settings' declarations (a test checks it is current)
+	PYTHONPATH=plugins $(BIN)/python -m messagecenter.core.settings > docs/configuration.md
 
 bench: $(STAMP)  ## benchmarks (not tests): ratios measured side by side
 	$(DEVPATH) $(BIN)/python bench/intake.py

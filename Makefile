@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The runtime package (plugins/) and the development stack (devstack/, at the root).
 DEVPATH := PYTHONPATH=plugins:.
 
-.PHONY: demo demo-check test lint typecheck contracts docs bench lock clean
+.PHONY: demo demo-check test lint typecheck contracts docs config-docs bench lock clean
 
 # One environment for the demo, the tests and the docs: production requirements, then the development
 # stack, the test tools and the docs tools on top (the Docker image installs requirements.txt alone).
@@ -38,6 +38,9 @@ test: lint typecheck contracts  ## ruff, mypy, import contracts, then pytest aga
 # NO_MKDOCS_2_WARNING: Material's end-of-life banner, printed on every build, says nothing about our pages.
 docs: $(STAMP)  ## the documentation site (docs/, mkdocs.yml) into site/; broken links and nav warnings fail
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+config-docs: $(STAMP)  ## docs/configuration.md from the settings' declarations (a test checks it is current)
+	PYTHONPATH=plugins $(BIN)/python -m messagecenter.core.settings > docs/configuration.md
 
 bench: $(STAMP)  ## benchmarks (not tests): ratios measured side by side
 	$(DEVPATH) $(BIN)/python bench/intake.py

@@ -62,9 +62,9 @@ def test_alert_levels_follow_campaigns_thresholds() -> None:
 
 def test_alert_levels_are_settings() -> None:
     settings = load_settings({"MC_ALERT_PENDING": "10,20", "MC_ALERT_ERROR_RATE": "0.5,2"})
-    assert settings.alerts.pending == (10, 20)
-    assert settings.alerts.error_rate_percent == (0.5, 2)
-    assert settings.alerts.queue_seconds == (4, 8)
+    assert settings.monitoring.alerts.pending == (10, 20)
+    assert settings.monitoring.alerts.error_rate_percent == (0.5, 2)
+    assert settings.monitoring.alerts.queue_seconds == (4, 8)
     with pytest.raises(ConfigError, match="MC_ALERT_PENDING must be two numbers"):
         load_settings({"MC_ALERT_PENDING": "10"})
 

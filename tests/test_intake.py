@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
+from messagecenter.core.settings import IntakeSettings, load_settings
 from messagecenter.intake import decode
 from messagecenter.intake.decode import (
     IntakeError,
@@ -15,13 +17,15 @@ from messagecenter.intake.decode import (
     schema_components,
 )
 
+LIMITS = IntakeSettings()
+
 
 def body(value: object) -> bytes:
     return json.dumps(value).encode()
 
 
 def test_single_event_is_decoded_with_defaults() -> None:
-    (event,), is_batch = decode_push(body({"type": "OTP"}))
+    (event,), is_batch = decode_push(body({"type": "OTP"}), LIMITS)
     assert not is_batch
     assert event.type == "OTP"
     assert event.channel == "email"
@@ -30,13 +34,15 @@ def test_single_event_is_decoded_with_defaults() -> None:
 
 
 def test_batch_is_recognised_by_its_events_key() -> None:
-    events, is_batch = decode_push(b' \n{ "events" : [{"type": "A", "channel": "ios"}, {"type": "B"}]}')
+    events, is_batch = decode_push(
+        b' \n{ "events" : [{"type": "A", "channel": "ios"}, {"type": "B"}]}', LIMITS
+    )
     assert is_batch
     assert [(e.type, e.channel_code) for e in events] == [("A", 41), ("B", 0)]
 
 
 def test_single_event_with_events_inside_ctx_is_still_single() -> None:
-    (event,), is_batch = decode_push(body({"type": "A", "ctx": {"events": [1, 2]}}))
+    (event,), is_batch = decode_push(body({"type": "A", "ctx": {"events": [1, 2]}}), LIMITS)
     assert not is_batch
     assert json.loads(event.ctx_json) == {"events": [1, 2]}
 
@@ -72,32 +78,34 @@ def test_naive_scheduled_is_utc_and_aware_is_kept() -> None:
 )
 def test_errors_name_the_item_and_field(payload: object, loc: list, error_type: str) -> None:
     with pytest.raises(IntakeError) as caught:
-        decode_push(body(payload))
+        decode_push(body(payload), LIMITS)
     (error,) = caught.value.errors
     assert error["loc"] == loc
     assert error["type"] == error_type
 
 
-def test_limits_come_from_the_caller() -> None:
+def test_limits_come_from_the_settings() -> None:
+    limits = load_settings({"MC_MAX_BATCH": "2", "MC_MAX_CTX_BYTES": "300"}).intake
     with pytest.raises(IntakeError, match="at most 2 events per request, got 3"):
-        decode_push(body({"events": [{"type": "A"}] * 3}), max_batch=2)
+        decode_push(body({"events": [{"type": "A"}] * 3}), limits)
     with pytest.raises(IntakeError, match="ctx is larger than 300 bytes"):
-        decode_push(body({"type": "A", "ctx": {"k": "v" * 300}}), max_ctx_bytes=300)
+        decode_push(body({"type": "A", "ctx": {"k": "v" * 300}}), limits)
+    assert decode_push(body({"events": [{"type": "A"}] * 3}), limits, max_events=3)
 
 
 def test_nul_in_ctx_is_refused() -> None:
     with pytest.raises(IntakeError, match="NUL"):
-        decode_push(body({"type": "A", "ctx": {"k": "a\u0000b"}}))
+        decode_push(body({"type": "A", "ctx": {"k": "a\u0000b"}}), LIMITS)
 
 
 def test_malformed_json_is_reported_as_such() -> None:
     with pytest.raises(IntakeError) as caught:
-        decode_push(b'{"type": "A",')
+        decode_push(b'{"type": "A",', LIMITS)
     assert caught.value.errors[0]["type"] == "json_invalid"
 
 
 def test_request_schema_offers_both_shapes() -> None:
-    single, batch = request_schema()["oneOf"]
+    single, batch = request_schema(LIMITS)["oneOf"]
     assert single["required"] == ["type"]
     assert set(single["properties"]["channel"]["enum"]) == {"email", "sms", "ios", "android"}
     assert batch["properties"]["events"]["items"] is single
@@ -131,7 +139,7 @@ BIG_INT = "1" + "0" * 4300  # 4,301 digits: past Python's int-from-text limit as
 def test_ctx_intake_could_not_store_or_read_back_is_refused(ctx_text: str, fragment: str) -> None:
     raw = '{"events": [{"type": "A"}, {"type": "B", "ctx": ' + ctx_text + "}]}"
     with pytest.raises(IntakeError, match=fragment) as caught:
-        decode_push(raw.encode())
+        decode_push(raw.encode(), LIMITS)
     (error,) = caught.value.errors
     assert error["loc"] == ["body", "events", 1, "ctx"]
 
@@ -149,7 +157,7 @@ def test_ctx_intake_could_not_store_or_read_back_is_refused(ctx_text: str, fragm
     ],
 )
 def test_ctx_at_the_limits_is_accepted(ctx_text: str) -> None:
-    (event,), _ = decode_push(b'{"type": "A", "ctx": ' + ctx_text.encode() + b"}")
+    (event,), _ = decode_push(b'{"type": "A", "ctx": ' + ctx_text.encode() + b"}", LIMITS)
     assert event.ctx_json == ctx_text
 
 
@@ -162,9 +170,9 @@ def test_ctx_limits_agree_with_the_cheap_look() -> None:
     ]  # fmt: skip
     for number in samples:
         raw = f'{{"n": [{number}]}}'.encode()
-        exact = ctx_problem(raw)
+        exact = ctx_problem(raw, LIMITS.max_ctx_depth)
         try:
-            decode_push(b'{"type": "A", "ctx": ' + raw + b"}")
+            decode_push(b'{"type": "A", "ctx": ' + raw + b"}", LIMITS)
             looked = None
         except IntakeError as exc:
             looked = exc.errors[0]["msg"]
@@ -192,22 +200,22 @@ def test_ordinary_ctx_needs_no_exact_check(monkeypatch: pytest.MonkeyPatch) -> N
         }
         for n in range(1000)
     ]
-    decoded, _ = decode_push(body({"events": events}))
+    decoded, _ = decode_push(body({"events": events}), LIMITS)
     assert len(decoded) == 1000
 
 
 def test_depth_limit_comes_from_the_caller() -> None:
     nested = body({"type": "A", "ctx": {"a": {"b": {"c": 1}}}})
-    assert decode_push(nested, max_ctx_depth=3)
+    assert decode_push(nested, replace(LIMITS, max_ctx_depth=3))
     with pytest.raises(IntakeError, match="nested deeper than 2 levels"):
-        decode_push(nested, max_ctx_depth=2)
+        decode_push(nested, replace(LIMITS, max_ctx_depth=2))
 
 
 @pytest.mark.parametrize("field", ["email", "push_token", "external_id", "language", "country", "origin"])
 def test_nul_in_a_text_field_is_refused(field: str) -> None:
     value = "ann\u0000@example.com" if field == "email" else "a\u0000b"
     with pytest.raises(IntakeError) as caught:
-        decode_push(body({"events": [{"type": "A"}, {"type": "B", field: value}]}))
+        decode_push(body({"events": [{"type": "A"}, {"type": "B", field: value}]}), LIMITS)
     (error,) = caught.value.errors
     assert error["loc"] == ["body", "events", 1, field]
 
@@ -218,7 +226,7 @@ def test_nul_in_a_text_field_is_refused(field: str) -> None:
 def test_patterns_do_not_let_a_final_newline_through(field: str, value: str) -> None:
     payload = {"type": "OTP", field: value}
     with pytest.raises(IntakeError) as caught:
-        decode_push(body(payload))
+        decode_push(body(payload), LIMITS)
     assert caught.value.errors[0]["loc"] == ["body", field]
 
 
@@ -234,7 +242,7 @@ def test_patterns_do_not_let_a_final_newline_through(field: str, value: str) -> 
 )
 def test_scheduled_out_of_range_in_utc_is_refused(scheduled: str) -> None:
     with pytest.raises(IntakeError, match="from 1900-01-01 to 9999-12-30 in UTC") as caught:
-        decode_push(body({"events": [{"type": "A"}, {"type": "B", "scheduled": scheduled}]}))
+        decode_push(body({"events": [{"type": "A"}, {"type": "B", "scheduled": scheduled}]}), LIMITS)
     assert caught.value.errors[0]["loc"] == ["body", "events", 1, "scheduled"]
 
 
@@ -263,7 +271,7 @@ def test_scheduled_at_the_limits_is_accepted_in_utc() -> None:
 )
 def test_invalid_utf8_anywhere_is_refused_naming_the_field(raw: bytes, loc: list) -> None:
     with pytest.raises(IntakeError, match="invalid UTF-8") as caught:
-        decode_push(raw)
+        decode_push(raw, LIMITS)
     (error,) = caught.value.errors
     assert error["loc"] == loc
 
@@ -282,16 +290,17 @@ def test_invalid_utf8_anywhere_is_refused_naming_the_field(raw: bytes, loc: list
 )
 def test_malformed_json_names_the_field_where_it_can(raw: bytes, loc: list) -> None:
     with pytest.raises(IntakeError) as caught:
-        decode_push(raw)
+        decode_push(raw, LIMITS)
     (error,) = caught.value.errors
     assert error["type"] == "json_invalid"
     assert error["loc"] == loc
 
 
 def test_request_schema_says_what_intake_refuses() -> None:
-    single, batch = request_schema(max_batch=7)["oneOf"]
+    single, batch = request_schema(replace(LIMITS, max_batch=7, max_ctx_bytes=300))["oneOf"]
     assert batch["properties"]["events"]["maxItems"] == 7
     ctx = single["properties"]["ctx"]
+    assert "at most 300 bytes" in ctx["description"]
     assert ctx["additionalProperties"] == {"$ref": "#/components/schemas/CtxValue"}
     branches = schema_components()["CtxValue"]["anyOf"]
     integer = next(b for b in branches if b.get("type") == "integer")

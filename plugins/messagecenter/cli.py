@@ -18,7 +18,7 @@ from typing import Any
 from messagecenter.airflow import registry
 from messagecenter.airflow.hooks import MessageCenterDbHook
 from messagecenter.core.errors import MessageCenterError, TemplateError
-from messagecenter.core.settings import CONTROL_CONN_ID, get_settings
+from messagecenter.core.settings import get_settings
 from messagecenter.core.types import QUEUES, Channel
 from messagecenter.db import schema
 from messagecenter.db.queries import TEMPLATE_TABLES
@@ -40,7 +40,8 @@ def _print_json(value: Any) -> None:
 
 def _default_component(args: argparse.Namespace) -> str:
     """``control`` for the control connection, else ``execution``: what a command acts on by default."""
-    return "control" if (args.conn or get_settings().execution_conn_id) == CONTROL_CONN_ID else "execution"
+    settings = get_settings()
+    return "control" if (args.conn or settings.execution_conn_id) == settings.control_conn_id else "execution"
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -59,12 +60,7 @@ def cmd_events_push(args: argparse.Namespace) -> int:
         raw = b'{"events": ' + raw + b"}"
     settings = get_settings()
     try:
-        events, is_batch = decode_push(
-            raw,
-            max_batch=settings.max_batch,
-            max_ctx_bytes=settings.max_ctx_bytes,
-            max_ctx_depth=settings.max_ctx_depth,
-        )
+        events, is_batch = decode_push(raw, settings.intake)
     except IntakeError as exc:
         print(f"error: nothing stored, invalid input: {exc}", file=sys.stderr)
         return 2
@@ -143,7 +139,7 @@ def cmd_templates_publish(args: argparse.Namespace) -> int:
     with control_hook.connect() as control, _hook(args).connect() as execution:
         if not args.force:
             heartbeat.require_started(
-                execution, instance=instance, max_age_seconds=get_settings().heartbeat_max_age
+                execution, instance=instance, max_age_seconds=get_settings().monitoring.heartbeat_max_age
             )
         published = publishing.publish_latest(control, execution)
     created = sum(p.created for p in published)
@@ -202,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--schema",
         action="append",
         choices=schema.COMPONENTS,
-        help="schema to upgrade (repeatable; default: control for mc_control, else execution)",
+        help="schema to upgrade (repeatable; default: control for the control connection, else execution)",
     )
     up.set_defaults(func=cmd_db_upgrade)
 
@@ -229,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--target",
         choices=("control", "execution"),
         help="control: master templates, published by publishTemplates; execution: routed at once "
-        "(default: control for mc_control, else execution)",
+        "(default: control for the control connection, else execution)",
     )
     load.set_defaults(func=cmd_templates_load)
 
@@ -239,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="publish control's latest template versions on one execution instance (what "
         "publishTemplates does for every instance)",
     )
-    pub.add_argument("--control", help="control connection id (default mc_control)")
+    pub.add_argument("--control", help="control connection id (default: mc_control / MC_CONTROL_CONN_ID)")
     pub.add_argument(
         "--force",
         action="store_true",

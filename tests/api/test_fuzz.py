@@ -58,10 +58,10 @@ import sys
 import uvicorn
 
 from messagecenter.api import create_app
-from messagecenter.core.settings import Settings
+from messagecenter.core.settings import IntakeSettings, Settings
 
 dsn, token, fd = sys.argv[1], sys.argv[2], int(sys.argv[3])
-app = create_app(Settings(api_tokens=(token,), instance_id=7, max_batch=20), dsn=dsn)
+app = create_app(Settings(api_tokens=(token,), instance_id=7, intake=IntakeSettings(max_batch=20)), dsn=dsn)
 # The inherited socket as what it is (uvicorn's own fd= takes any socket for a Unix one: no TCP_NODELAY).
 sockets = [socket.socket(fileno=fd)]
 uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none")).run(sockets=sockets)

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from messagecenter.api import create_app
-from messagecenter.core.settings import Settings
+from messagecenter.core.settings import IntakeSettings, Settings
 from tests.api.conftest import TOKEN
 
 ORDER = {"type": "ORDER_CONFIRMATION", "email": "ann@example.com", "ctx": {"orderId": "A-1"}}
@@ -91,7 +91,7 @@ def test_values_at_the_limits_are_stored_and_read_back(client: TestClient) -> No
 
 
 def test_depth_limit_is_a_setting(db_dsn: str) -> None:
-    app = create_app(Settings(api_tokens=(TOKEN,), max_ctx_depth=2), dsn=db_dsn)
+    app = create_app(Settings(api_tokens=(TOKEN,), intake=IntakeSettings(max_ctx_depth=2)), dsn=db_dsn)
     with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         assert client.post("/api/v1/events/rt", json={"type": "A", "ctx": {"a": {"b": 1}}}).status_code == 201
         refused = client.post("/api/v1/events/rt", json={"type": "A", "ctx": {"a": {"b": [1]}}})
@@ -100,7 +100,7 @@ def test_depth_limit_is_a_setting(db_dsn: str) -> None:
 
 
 def test_body_over_the_limit_is_413_and_stores_nothing(db_dsn: str, conn: psycopg.Connection) -> None:
-    app = create_app(Settings(api_tokens=(TOKEN,), max_body_bytes=1024), dsn=db_dsn)
+    app = create_app(Settings(api_tokens=(TOKEN,), intake=IntakeSettings(max_body_bytes=1024)), dsn=db_dsn)
     with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         response = client.post("/api/v1/events/rt", json={**ORDER, "ctx": {"blob": "x" * 2000}})
     assert response.status_code == 413

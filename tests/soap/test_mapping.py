@@ -3,6 +3,7 @@ and that an XML event decodes to exactly the event the REST contract decodes fro
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ import msgspec
 import pytest
 from lxml import etree
 
+from messagecenter.core.settings import IntakeSettings
 from messagecenter.intake.decode import decode_push
 from messagecenter.intake.soap import EventRefused, SoapFault, ctx_from_xml, decode_events, parse_action
 from messagecenter.intake.soap.envelope import parse_call
@@ -17,10 +19,12 @@ from messagecenter.intake.soap.wsdl import SCHEMAS, wsdl
 from messagecenter.templates.sandbox import make_environment
 from tests.soap.soapxml import push_event
 
+LIMITS = IntakeSettings(soap_max_events=10)
+
 
 def decode_one(event_xml: str, **limits: Any) -> Any:
     param = etree.fromstring(f"<domEvent>{event_xml}</domEvent>")
-    (event,) = decode_events(param, many=False, max_events=10, **limits)
+    (event,) = decode_events(param, replace(LIMITS, **limits), many=False)
     return event
 
 
@@ -75,7 +79,7 @@ CTX_RULE = {
 
 @pytest.mark.parametrize(("xml", "expected"), CTX_RULE.values(), ids=CTX_RULE.keys())
 def test_ctx_rule(xml: str, expected: dict[str, Any]) -> None:
-    assert ctx_from_xml(xml) == expected
+    assert ctx_from_xml(xml, LIMITS) == expected
     assert ctx_of(f'<rtEvent type="T">{xml}</rtEvent>') == expected
 
 
@@ -84,7 +88,8 @@ def test_templates_reach_ctx_as_campaign_templates_do() -> None:
     is ``{{ ctx.customer['@title'] }}``; repeated elements loop."""
     ctx = ctx_from_xml(
         '<ctx><firstName>Esther</firstName><customer title="Ms" lastName="Hall"/>'
-        '<items><item sku="A">Pen</item><item sku="B">Ink</item></items></ctx>'
+        '<items><item sku="A">Pen</item><item sku="B">Ink</item></items></ctx>',
+        LIMITS,
     )
     template = make_environment(autoescape=False).from_string(
         "{{ ctx.firstName }} / {{ ctx.customer['@title'] }} {{ ctx.customer['@lastName'] }} / "
@@ -202,7 +207,7 @@ REST_EQUIVALENTS = [
 
 @pytest.mark.parametrize(("xml", "json"), REST_EQUIVALENTS)
 def test_an_xml_event_decodes_to_the_rest_event(xml: str, json: dict[str, Any]) -> None:
-    (rest,), _ = decode_push(msgspec.json.encode(json))
+    (rest,), _ = decode_push(msgspec.json.encode(json), LIMITS)
     soap = decode_one(xml)
     assert msgspec.structs.asdict(soap) | {"ctx": None} == msgspec.structs.asdict(rest) | {"ctx": None}
     assert msgspec.json.decode(bytes(soap.ctx)) == msgspec.json.decode(bytes(rest.ctx))
@@ -217,7 +222,7 @@ def test_the_rest_validation_applies_naming_event_and_attribute() -> None:
         decode_one('<rtEvent type="T" scheduled="1800-01-01 00:00:00.000Z"/>')
     param = etree.fromstring('<c><Events><rtEvent type="A"/><rtEvent type="B" mobilePhone="x"/></Events></c>')
     with pytest.raises(EventRefused, match=r"^event 1, @mobilePhone: invalid value 'x'$"):
-        decode_events(param, many=True, max_events=10)
+        decode_events(param, LIMITS, many=True)
 
 
 def nested(levels: int) -> str:
@@ -252,15 +257,15 @@ def test_ctx_size_is_the_rest_limit() -> None:
 )
 def test_push_events_collections(collection: str, types: list[str]) -> None:
     param = etree.fromstring(f"<domEventCollection>{collection}</domEventCollection>")
-    assert [e.type for e in decode_events(param, many=True, max_events=10)] == types
+    assert [e.type for e in decode_events(param, LIMITS, many=True)] == types
 
 
 def test_push_events_limits_the_number_of_events() -> None:
     param = etree.fromstring("<c><Events>" + '<rtEvent type="A"/>' * 11 + "</Events></c>")
     with pytest.raises(EventRefused, match="at most 10 events per PushEvents call, got 11"):
-        decode_events(param, many=True, max_events=10)
+        decode_events(param, LIMITS, many=True)
     with pytest.raises(EventRefused, match="holds no event"):
-        decode_events(etree.fromstring("<c><Events/></c>"), many=True, max_events=10)
+        decode_events(etree.fromstring("<c><Events/></c>"), LIMITS, many=True)
 
 
 @pytest.mark.parametrize(

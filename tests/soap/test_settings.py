@@ -5,20 +5,20 @@ from __future__ import annotations
 import pytest
 
 from messagecenter.core.errors import ConfigError
-from messagecenter.core.settings import Settings, load_settings
+from messagecenter.core.settings import IntakeSettings, load_settings
 
 
 def test_soap_events_follow_the_batch_limit_unless_set() -> None:
-    assert load_settings({}).soap_events_limit == 10_000
-    assert load_settings({"MC_MAX_BATCH": "100"}).soap_events_limit == 100
-    assert load_settings({"MC_MAX_BATCH": "100", "MC_SOAP_MAX_EVENTS": "5"}).soap_events_limit == 5
-    assert Settings(max_batch=7).soap_events_limit == 7
-    assert Settings(max_batch=7, soap_max_events=9).soap_events_limit == 9
+    assert load_settings({}).intake.soap_events_limit == IntakeSettings.max_batch
+    assert load_settings({"MC_MAX_BATCH": "100"}).intake.soap_events_limit == 100
+    assert load_settings({"MC_MAX_BATCH": "100", "MC_SOAP_MAX_EVENTS": "5"}).intake.soap_events_limit == 5
+    assert IntakeSettings(max_batch=7).soap_events_limit == 7
+    assert IntakeSettings(max_batch=7, soap_max_events=9).soap_events_limit == 9
 
 
 def test_soap_body_limit() -> None:
-    assert load_settings({}).soap_max_body_bytes == 16 * 1024 * 1024
-    assert load_settings({"MC_SOAP_MAX_BODY_BYTES": "4096"}).soap_max_body_bytes == 4096
+    assert load_settings({}).intake.soap_max_body_bytes == 16 * 1024 * 1024
+    assert load_settings({"MC_SOAP_MAX_BODY_BYTES": "4096"}).intake.soap_max_body_bytes == 4096
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ def _instance(name: str, conn_id: str, settings: Settings) -> dict[str, Any]:
     data: dict[str, Any] = {"name": name, "connection": conn_id, "error": None}
     try:
         with psycopg.connect(conninfo_from_airflow(conn_id), connect_timeout=5, autocommit=True) as conn:
-            data.update(dashboard.instance_overview(conn, settings.alerts))
+            data.update(dashboard.instance_overview(conn, settings.monitoring.alerts))
             beats = heartbeat.read_heartbeats(conn)
     except (ConfigError, psycopg.Error) as exc:
         data["error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -53,7 +53,7 @@ def _instance(name: str, conn_id: str, settings: Settings) -> dict[str, Any]:
         beats[w].to_json() if w in beats else {"workflow": w, "last_run": None, "age_seconds": None}
         for w in (*heartbeat.TECHNICAL_WORKFLOWS, heartbeat.CLEANUP_WORKFLOW)
     ]
-    data["stale_workflows"] = heartbeat.stale_workflows(beats, settings.heartbeat_max_age)
+    data["stale_workflows"] = heartbeat.stale_workflows(beats, settings.monitoring.heartbeat_max_age)
     return data
 
 
@@ -89,16 +89,16 @@ def overview(settings: Settings, *, with_doctor: bool = True) -> dict[str, Any]:
                 "dag_id": dag_id,
                 "state": "absent" if paused is None else ("paused" if paused else "on"),
                 "lag_seconds": None if lags is None else lags.get(item["name"]),
-                "lag_warning_seconds": settings.archive_lag_warning,
+                "lag_warning_seconds": settings.monitoring.archive_lag_warning,
             }
     findings = airflow_doctor.run_doctor(settings) if with_doctor else []
     return {
         "instances": shown,
         "alerts": {
-            "pending": settings.alerts.pending,
-            "queue_seconds": settings.alerts.queue_seconds,
-            "processing_seconds": settings.alerts.processing_seconds,
-            "error_rate_percent": settings.alerts.error_rate_percent,
+            "pending": settings.monitoring.alerts.pending,
+            "queue_seconds": settings.monitoring.alerts.queue_seconds,
+            "processing_seconds": settings.monitoring.alerts.processing_seconds,
+            "error_rate_percent": settings.monitoring.alerts.error_rate_percent,
         },
         "doctor": {
             "exit_code": control_doctor.exit_code(findings),

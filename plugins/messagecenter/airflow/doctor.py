@@ -160,7 +160,9 @@ def execution_findings(
     if states:
         findings += doctor.check_dags(states, why=": no event of its queue is processed")
     if data is not None:
-        findings += doctor.check_heartbeats(data["ages"], max_age_seconds=settings.heartbeat_max_age)
+        findings += doctor.check_heartbeats(
+            data["ages"], max_age_seconds=settings.monitoring.heartbeat_max_age
+        )
     if probe_delivery:
         findings += delivery_findings()
     findings.append(doctor.check_api_tokens(api_token_count(settings)))
@@ -210,7 +212,7 @@ def control_findings(
         if data is not None:
             findings += doctor.check_heartbeats(
                 data,
-                max_age_seconds=settings.heartbeat_max_age,
+                max_age_seconds=settings.monitoring.heartbeat_max_age,
                 where=f" on {name}",
                 airflow_hint=f"turn it on in the Airflow of instance {name}",
             )
@@ -220,7 +222,10 @@ def control_findings(
         if lags is not None:
             findings.append(
                 doctor.check_archive_lag(
-                    name, archiving_dag_id(name), lags.get(name), warning_seconds=settings.archive_lag_warning
+                    name,
+                    archiving_dag_id(name),
+                    lags.get(name),
+                    warning_seconds=settings.monitoring.archive_lag_warning,
                 )
             )
     findings += doctor.check_instance_ids(ids, id_problems)

@@ -186,7 +186,9 @@ class DrainRealtimeOperator(_ExecutionOperator):
 
         warm_up()
         started = time.monotonic()
-        pulse = heartbeat.Pulse(self.hook.connect, heartbeat.RT_WORKFLOW, self.settings.heartbeat_seconds)
+        pulse = heartbeat.Pulse(
+            self.hook.connect, heartbeat.RT_WORKFLOW, self.settings.monitoring.heartbeat_seconds
+        )
         with self.stoppable() as stop, pulse:  # the drain is seen alive while it runs
             counts = execution.drain_realtime(
                 self.hook.connect,
@@ -272,7 +274,7 @@ class ArchiveEventsOperator(_InstanceOperator):
                 instance_id=instance_id_of(exec_conn_id),
                 start=start,
                 end=end,
-                overlap=settings.archive_overlap,
+                overlap=settings.archiving.archive_overlap,
             )
         lag = (datetime.now(UTC) - result.archived_until).total_seconds()
         metrics.archiving_lag(self.instance, lag)
@@ -311,7 +313,9 @@ class PublishTemplatesOperator(_InstanceOperator):
                 self.log.warning("Publishing on %s whether its workflows run or not (force)", self.instance)
             else:
                 heartbeat.require_started(
-                    exec_conn, instance=self.instance, max_age_seconds=get_settings().heartbeat_max_age
+                    exec_conn,
+                    instance=self.instance,
+                    max_age_seconds=get_settings().monitoring.heartbeat_max_age,
                 )
             published = publish_latest(control_conn, exec_conn)
         created = sum(p.created for p in published)
@@ -332,6 +336,6 @@ class PurgeArchivedOperator(_ExecutionOperator):
 
         started = time.monotonic()
         with self.hook.connect() as conn:
-            counts = purge_archived(conn, retention=self.settings.retention)
+            counts = purge_archived(conn, retention=self.settings.archiving.retention)
         self.record_heartbeat(heartbeat.CLEANUP_WORKFLOW, sum(counts.values()), started)
         return counts

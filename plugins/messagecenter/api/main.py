@@ -54,7 +54,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         poller = None
         if in_airflow and state.settings.runs_control:
-            poller = asyncio.create_task(poll_registry(state.settings.registry_poll_seconds))
+            poller = asyncio.create_task(poll_registry(state.settings.archiving.registry_poll_seconds))
         try:
             yield
         finally:
@@ -86,13 +86,13 @@ def create_app(
         app.include_router(soap_router("/nl"))
 
     def openapi() -> dict[str, Any]:
-        # The push body's batch limit is a setting: documented as configured, read on first use.
+        # The push body's limits are settings: documented as configured, read on first use.
         if app.openapi_schema is None:
             spec = FastAPI.openapi(app)
             push = spec["paths"].get("/api/v1/events/{queue}", {}).get("post")
             if push is not None:
                 push["requestBody"]["content"]["application/json"]["schema"] = request_schema(
-                    state.settings.max_batch
+                    state.settings.intake
                 )
                 spec.setdefault("components", {}).setdefault("schemas", {}).update(schema_components())
         return app.openapi_schema  # type: ignore[return-value]

@@ -181,13 +181,7 @@ def _push(state: ApiState, call: SoapCall) -> bytes:
         raise parameter_error(service, method, "the event document (second parameter) is missing")
     settings = state.settings
     try:
-        events = decode_events(
-            call.params[1],
-            many=many,
-            max_events=settings.soap_events_limit,
-            max_ctx_bytes=settings.max_ctx_bytes,
-            max_ctx_depth=settings.max_ctx_depth,
-        )
+        events = decode_events(call.params[1], settings.intake, many=many)
     except EventRefused as exc:
         raise method_error(service, method, str(exc)) from None
     with state.pool.connection() as conn:
@@ -287,7 +281,7 @@ async def soap_router_endpoint(request: Request) -> Response:
     soap_action = _soap_action(request)
     where = parse_action(soap_action) or ("", "")
     try:
-        limit = state.settings.soap_max_body_bytes
+        limit = state.settings.intake.soap_max_body_bytes
     except ConfigError as exc:
         log.error("Configuration error: %s", exc)
         return _xml(method_error(*where, str(exc), code="Server").to_xml())

@@ -26,11 +26,11 @@ import psycopg
 from psycopg import sql
 
 from messagecenter.core.errors import MessageCenterError, TransientError
+from messagecenter.core.settings import ArchivingSettings
 from messagecenter.core.types import QUEUES
 from messagecenter.db.queries import fetch_value, query
 
 log = logging.getLogger(__name__)
-DEFAULT_OVERLAP = timedelta(minutes=15)
 
 
 class LateWritersError(TransientError):
@@ -94,7 +94,7 @@ def archive_interval(
     instance_id: int,
     start: datetime,
     end: datetime,
-    overlap: timedelta = DEFAULT_OVERLAP,
+    overlap: timedelta = ArchivingSettings.archive_overlap,
     open_writer_timeout: float = 60.0,
 ) -> ArchiveResult:
     """Archive what ``instance`` changed in ``[start, end)`` into control; idempotent.

@@ -1,16 +1,26 @@
 """One typed settings object for every process (DAG task, API, CLI, test).
 
-Everything is read from the environment once; bad values fail early with a message that
-names the variable, instead of surfacing later as a confusing SQL or Airflow error.
+Each setting is declared once, as a field of a small frozen dataclass grouped by purpose: its type
+is the field's annotation, its default the field's default, and :func:`setting` attaches the rest
+(environment variable, bounds, one line of help). From those declarations come the loader
+(:func:`load_settings`: everything is read from the environment once, and a bad value fails early
+with a message that names the variable instead of surfacing later as a confusing SQL or Airflow
+error), the intake limits (:class:`IntakeSettings` is what the decoders take) and the configuration
+reference (:func:`reference_markdown`, written to ``docs/configuration.md`` by ``make config-docs``).
+
+The connection ids below are names, not settings: the connections themselves are configured in Airflow.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, field
+import sys
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import Field, dataclass, field, fields
 from datetime import timedelta
-from typing import Literal, cast, get_args
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from messagecenter.core.errors import ConfigError
 
@@ -24,140 +34,331 @@ SMTP_CONN_ID = "mc_smtp"
 SMS_CONN_ID = "mc_sms"
 PUSH_CONN_ID = "mc_push"
 
+T = TypeVar("T")
+_SETTING = "messagecenter.setting"
+_GROUP = "messagecenter.group"
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """What a field's type and default do not say: where its value comes from and what it may be.
+
+    :param env: the environment variable.
+    :param help: one line for the configuration reference.
+    :param low: smallest accepted value (numbers, durations in ``unit``; a pair's warning level).
+    :param high: largest accepted value.
+    :param unit: for a duration: what the variable counts.
+    """
+
+    env: str
+    help: str
+    low: float | None = None
+    high: float | None = None
+    unit: Literal["seconds", "days"] | None = None
+
+
+def setting(
+    default: T,
+    *,
+    env: str,
+    help: str,
+    low: float | None = None,
+    high: float | None = None,
+    unit: Literal["seconds", "days"] | None = None,
+) -> T:
+    """Declare a setting: a dataclass field whose default is ``default``, read from ``env``."""
+    declared = Declaration(env=env, help=help, low=low, high=high, unit=unit)
+    return field(default=default, metadata={_SETTING: declared})
+
+
+def group(cls: Callable[[], T]) -> T:
+    """Declare a field holding a group of settings (its defaults come from its own declarations)."""
+    return field(default_factory=cls, metadata={_GROUP: cls})
+
+
+@dataclass(frozen=True)
+class IntakeSettings:
+    """What intake accepts (REST, SOAP, CLI): the limits every decoder of a push takes."""
+
+    max_batch: int = setting(
+        10_000, env="MC_MAX_BATCH", low=1, high=100_000, help="most events accepted in one push request"
+    )
+    max_ctx_bytes: int = setting(
+        64 * 1024,
+        env="MC_MAX_CTX_BYTES",
+        low=256,
+        high=16 * 1024 * 1024,
+        help="largest personalisation object (`ctx`), as JSON bytes",
+    )
+    max_ctx_depth: int = setting(
+        32,
+        env="MC_MAX_CTX_DEPTH",
+        low=1,
+        high=256,
+        help="deepest nesting of `ctx` (the object itself is level 1)",
+    )
+    max_body_bytes: int = setting(
+        64 * 1024 * 1024,
+        env="MC_MAX_BODY_BYTES",
+        low=1024,
+        high=1024**3,
+        help="largest request body the API reads",
+    )
+    soap_max_events: int | None = setting(
+        None,
+        env="MC_SOAP_MAX_EVENTS",
+        low=1,
+        high=100_000,
+        help="most events in one SOAP `PushEvents` call; empty: `MC_MAX_BATCH`",
+    )
+    soap_max_body_bytes: int = setting(
+        16 * 1024 * 1024,
+        env="MC_SOAP_MAX_BODY_BYTES",
+        low=1024,
+        high=1024**3,
+        # Lower than MC_MAX_BODY_BYTES: an XML tree takes up to about 30 times the size of a hostile
+        # body in memory (many tiny elements), and the body is parsed before its credentials are checked.
+        help="largest SOAP request body the API reads (parsed XML takes many times its size in memory)",
+    )
+
+    @property
+    def soap_events_limit(self) -> int:
+        """Most events in one SOAP ``PushEvents`` call: ``soap_max_events``, else ``max_batch``."""
+        return self.max_batch if self.soap_max_events is None else self.soap_max_events
+
 
 @dataclass(frozen=True)
 class ProcessingSettings:
-    """How the execution workflows claim, deliver and retry (all ``MC_*`` environment variables).
+    """How the execution workflows claim, deliver, render and retry."""
 
-    :param claim_chunk: events claimed per transaction by the queue split (``MC_CLAIM_CHUNK``).
-    :param max_events_per_run: most events one split claims; the rest waits for the next run.
-    :param deliver_chunk: events per delivery chunk, one SMTP connection and one log write each.
-    :param parallelism: most shards per (event type, channel), i.e. mapped delivery tasks.
-    :param min_shard_size: a group smaller than ``parallelism`` times this gets fewer shards (so the
-        number of mapped tasks stops growing at a few thousand events per group).
-    :param lease_seconds: how long a hung worker keeps what it claimed: events claimed by a split
-        come back after it; the server ends a delivery session silent that long in its chunk's
-        transaction (a live worker speaks every third of it, however long the chunk takes).
-    :param max_tries: delivery tries before an event is Failed (``MC_MAX_TRIES``).
-    :param retry_backoff_seconds: first retry delay, doubled at each try, capped at one hour.
-    :param rt_validity_seconds: a real-time event not delivered within this expires (``MC_RT_VALIDITY``).
-    :param batch_validity_seconds: the same for batch events (``MC_BATCH_VALIDITY``).
-    :param rt_drain_seconds: lifetime of one real-time drain task (``MC_RT_DRAIN_SECONDS``).
-    :param deliver_time_budget_seconds: a delivery task stops claiming after this; the next run resumes.
-    :param render_timeout_seconds: most seconds one render may take (``MC_RENDER_TIMEOUT_SECONDS``).
-    :param render_max_chars: most characters one rendered field may hold (``MC_RENDER_MAX_CHARS``).
-    :param breaker_threshold: transient errors in a row after which a worker stops calling a
-        provider for a while (``MC_BREAKER_THRESHOLD``).
-    :param breaker_cooldown_seconds: how long it stops (``MC_BREAKER_COOLDOWN_SECONDS``).
-    """
-
-    claim_chunk: int = 10_000
-    max_events_per_run: int = 200_000
-    deliver_chunk: int = 500
-    parallelism: int = 4
-    min_shard_size: int = 250
-    lease_seconds: int = 300
-    max_tries: int = 5
-    retry_backoff_seconds: float = 60.0
-    rt_validity_seconds: int = 3_600
-    batch_validity_seconds: int = 86_400
-    rt_drain_seconds: int = 300
-    deliver_time_budget_seconds: int = 600
-    render_timeout_seconds: float = 2.0
-    render_max_chars: int = 1_000_000
-    breaker_threshold: int = 5
-    breaker_cooldown_seconds: float = 30.0
+    claim_chunk: int = setting(
+        10_000,
+        env="MC_CLAIM_CHUNK",
+        low=1,
+        high=1_000_000,
+        help="events claimed per transaction by the queue split",
+    )
+    max_events_per_run: int = setting(
+        200_000,
+        env="MC_MAX_EVENTS_PER_RUN",
+        low=1,
+        high=100_000_000,
+        help="most events one split claims; the rest waits for the next run",
+    )
+    deliver_chunk: int = setting(
+        500,
+        env="MC_DELIVER_CHUNK",
+        low=1,
+        high=100_000,
+        help="events per delivery chunk, one SMTP connection and one log write each",
+    )
+    parallelism: int = setting(
+        4,
+        env="MC_DELIVERY_PARALLELISM",
+        low=1,
+        high=256,
+        help="most shards (mapped delivery tasks) per (event type, channel)",
+    )
+    min_shard_size: int = setting(
+        250,
+        env="MC_MIN_SHARD_SIZE",
+        low=1,
+        high=10_000_000,
+        help="a group smaller than `MC_DELIVERY_PARALLELISM` times this gets fewer shards",
+    )
+    lease_seconds: int = setting(
+        300,
+        env="MC_LEASE_SECONDS",
+        low=1,
+        high=86_400,
+        help="how long a hung worker keeps what it claimed (the split's lease; a silent delivery "
+        "session's timeout, a live worker speaks every third of it)",
+    )
+    max_tries: int = setting(
+        5, env="MC_MAX_TRIES", low=1, high=100, help="delivery tries before an event is Delivery failed"
+    )
+    retry_backoff_seconds: float = setting(
+        60.0,
+        env="MC_RETRY_BACKOFF_SECONDS",
+        low=0,
+        high=86_400,
+        help="first retry delay, doubled at each try, capped at one hour",
+    )
+    rt_validity_seconds: int = setting(
+        3_600,
+        env="MC_RT_VALIDITY",
+        low=1,
+        high=365 * 86_400,
+        help="seconds after which a real-time event not delivered expires",
+    )
+    batch_validity_seconds: int = setting(
+        86_400,
+        env="MC_BATCH_VALIDITY",
+        low=1,
+        high=365 * 86_400,
+        help="seconds after which a batch event not delivered expires",
+    )
+    rt_drain_seconds: int = setting(
+        300,
+        env="MC_RT_DRAIN_SECONDS",
+        low=1,
+        high=86_400,
+        help="lifetime of one real-time drain task; the next run takes over",
+    )
+    deliver_time_budget_seconds: int = setting(
+        600,
+        env="MC_DELIVER_TIME_BUDGET_SECONDS",
+        low=1,
+        high=86_400,
+        help="a delivery task stops claiming after this; the next run resumes",
+    )
+    render_timeout_seconds: float = setting(
+        2.0,
+        env="MC_RENDER_TIMEOUT_SECONDS",
+        low=1,
+        high=3_600,
+        help="most seconds one render may take (the event fails alone past it)",
+    )
+    render_max_chars: int = setting(
+        1_000_000,
+        env="MC_RENDER_MAX_CHARS",
+        low=1_000,
+        high=100_000_000,
+        help="most characters a rendered field (or a `*`, `center`, `indent` result) may hold",
+    )
+    breaker_threshold: int = setting(
+        5,
+        env="MC_BREAKER_THRESHOLD",
+        low=1,
+        high=10_000,
+        help="transient errors in a row after which a worker stops calling a provider for a while",
+    )
+    breaker_cooldown_seconds: float = setting(
+        30.0,
+        env="MC_BREAKER_COOLDOWN_SECONDS",
+        low=1,
+        high=3_600,
+        help="how long it stops; then one message tries the provider again",
+    )
 
 
 @dataclass(frozen=True)
 class AlertLevels:
-    """(warning, alert) thresholds of the Message Center page, Campaign's defaults."""
+    """Alert levels of the Message Center page, as (warning, alert) pairs: Campaign's defaults."""
 
-    pending: tuple[float, float] = (100, 400)
-    queue_seconds: tuple[float, float] = (4, 8)
-    processing_seconds: tuple[float, float] = (10, 20)
-    error_rate_percent: tuple[float, float] = (1, 5)
+    pending: tuple[float, float] = setting(
+        (100, 400), env="MC_ALERT_PENDING", low=0, help="pending events of a queue"
+    )
+    queue_seconds: tuple[float, float] = setting(
+        (4, 8), env="MC_ALERT_QUEUE_SECONDS", low=0, help="average queue time, in seconds"
+    )
+    processing_seconds: tuple[float, float] = setting(
+        (10, 20),
+        env="MC_ALERT_PROCESSING_SECONDS",
+        low=0,
+        help="processing time (arrival to final status), in seconds",
+    )
+    error_rate_percent: tuple[float, float] = setting(
+        (1, 5), env="MC_ALERT_ERROR_RATE", low=0, help="error rate, in percent"
+    )
 
 
-def _pair_env(
-    env: dict[str, str] | os._Environ[str], name: str, default: tuple[float, float]
-) -> tuple[float, float]:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        warning, alert = (float(part) for part in raw.split(","))
-    except ValueError:
-        raise ConfigError(f"{name} must be two numbers 'warning,alert', got {raw!r}") from None
-    if not 0 <= warning <= alert:
-        raise ConfigError(f"{name}: want 0 <= warning <= alert, got {raw!r}")
-    return warning, alert
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """What the doctor, the Message Center page and publishTemplates take as healthy."""
+
+    heartbeat_seconds: int = setting(
+        30,
+        env="MC_HEARTBEAT_SECONDS",
+        low=1,
+        high=3_600,
+        help="how often a long real-time drain refreshes its workflow heartbeat",
+    )
+    heartbeat_max_age: int = setting(
+        600,
+        env="MC_HEARTBEAT_MAX_AGE_SECONDS",
+        low=10,
+        high=7 * 86_400,
+        help="seconds after which a technical workflow's heartbeat means it stopped "
+        "(doctor, page, `publishTemplates`)",
+    )
+    archive_lag_warning: int = setting(
+        3 * 3_600,
+        env="MC_ARCHIVE_LAG_WARNING_SECONDS",
+        low=60,
+        high=30 * 86_400,
+        help="archiving lag (now minus the archived period's end) past which the doctor warns; "
+        "three times it is an error",
+    )
+    alerts: AlertLevels = group(AlertLevels)
+
+
+@dataclass(frozen=True)
+class ArchivingSettings:
+    """How the control instance archives and the execution instances purge."""
+
+    retention: timedelta = setting(
+        timedelta(days=30),
+        env="MC_RETENTION_DAYS",
+        unit="days",
+        low=1,
+        high=36_500,
+        help="age past which `mcCleanup` purges archived final events and delivery logs",
+    )
+    archive_overlap: timedelta = setting(
+        timedelta(minutes=15),
+        env="MC_ARCHIVE_OVERLAP_SECONDS",
+        unit="seconds",
+        low=0,
+        high=86_400,
+        help="how much before its interval an archiving run re-reads (late commits are also waited for)",
+    )
+    registry_poll_seconds: int = setting(
+        15,
+        env="MC_REGISTRY_POLL_SECONDS",
+        low=1,
+        high=3_600,
+        help="how often the plugin mirrors `mc_exec_*` connections into the archiving registry",
+    )
 
 
 @dataclass(frozen=True)
 class Settings:
     """What this deployment is and where it finds its databases.
 
-    :param role: which DAGs this deployment defines (``MC_ROLE``).
-    :param instance_id: this execution instance's id, the high byte of every event id (``MC_INSTANCE_ID``).
-    :param execution_conn_id: Airflow connection of the execution database (``MC_EXECUTION_CONN_ID``).
-    :param api_tokens: bearer tokens accepted by the intake API (``MC_API_TOKENS``, comma-separated);
-        empty means "ask the ``mc_api`` connection".
-    :param execution_queue: Celery queue of execution tasks (``MC_EXECUTION_QUEUE``).
-    :param max_batch: most events accepted in one request (``MC_MAX_BATCH``).
-    :param max_ctx_bytes: largest personalisation object, as JSON bytes (``MC_MAX_CTX_BYTES``).
-    :param max_ctx_depth: deepest nesting of the personalisation object, itself level 1
-        (``MC_MAX_CTX_DEPTH``).
-    :param max_body_bytes: largest request body the API reads (``MC_MAX_BODY_BYTES``).
-    :param soap_max_events: most events in one SOAP ``PushEvents`` call (``MC_SOAP_MAX_EVENTS``);
-        ``None`` means ``max_batch`` (see :attr:`soap_events_limit`).
-    :param soap_max_body_bytes: largest SOAP request body the API reads (``MC_SOAP_MAX_BODY_BYTES``).
-        Lower than ``max_body_bytes`` by default: an XML tree takes up to about 30 times the size of
-        a hostile body in memory (many tiny elements), and the body is parsed before the credentials
-        it carries are checked.
-    :param retention: age past which ``mcCleanup`` purges archived final events (``MC_RETENTION_DAYS``).
-    :param archive_overlap: how much before its interval an archiving run re-reads
-        (``MC_ARCHIVE_OVERLAP_SECONDS``; late commits are also waited for).
-    :param registry_poll_seconds: how often the plugin mirrors ``mc_exec_*`` connections into the
-        archiving registry (``MC_REGISTRY_POLL_SECONDS``).
-    :param heartbeat_seconds: how often a long real-time drain refreshes its workflow heartbeat
-        (``MC_HEARTBEAT_SECONDS``).
-    :param heartbeat_max_age: a technical workflow whose heartbeat is older than this is taken as
-        stopped by the doctor and by ``publishTemplates`` (``MC_HEARTBEAT_MAX_AGE_SECONDS``).
-    :param alerts: Campaign's alert levels of the Message Center page, as (warning, alert) pairs:
-        pending events (``MC_ALERT_PENDING``, ``100,400``), average queue time in seconds
-        (``MC_ALERT_QUEUE_SECONDS``, ``4,8``), processing time in seconds
-        (``MC_ALERT_PROCESSING_SECONDS``, ``10,20``), error rate in percent (``MC_ALERT_ERROR_RATE``,
-        ``1,5``).
-    :param archive_lag_warning: archiving lag (now minus the archived period's end) past which the
-        doctor warns (``MC_ARCHIVE_LAG_WARNING_SECONDS``); three times it is an error.
+    The other settings hang from it in groups: ``intake``, ``processing``, ``monitoring``, ``archiving``.
     """
 
-    role: Role = "all"
-    instance_id: int = 1
-    execution_conn_id: str = DEFAULT_EXECUTION_CONN_ID
-    control_conn_id: str = CONTROL_CONN_ID
-    api_tokens: tuple[str, ...] = ()
-    execution_queue: str = "default"
-    max_batch: int = 10_000
-    max_ctx_bytes: int = 64 * 1024
-    max_ctx_depth: int = 32
-    max_body_bytes: int = 64 * 1024 * 1024
-    soap_max_events: int | None = None
-    soap_max_body_bytes: int = 16 * 1024 * 1024
-    retention: timedelta = timedelta(days=30)
-    archive_overlap: timedelta = timedelta(minutes=15)
-    registry_poll_seconds: int = 15
-    heartbeat_seconds: int = 30
-    heartbeat_max_age: int = 600
-    archive_lag_warning: int = 3 * 3600
-    alerts: AlertLevels = field(default_factory=lambda: AlertLevels())
-    processing: ProcessingSettings = field(default_factory=lambda: ProcessingSettings())
-
-    @property
-    def soap_events_limit(self) -> int:
-        """Most events in one SOAP ``PushEvents`` call: ``soap_max_events``, else ``max_batch``."""
-        return self.max_batch if self.soap_max_events is None else self.soap_max_events
+    role: Role = setting(
+        "all", env="MC_ROLE", help="which DAGs this deployment defines (execution, control or both)"
+    )
+    instance_id: int = setting(
+        1,
+        env="MC_INSTANCE_ID",
+        low=1,
+        high=255,
+        help="this execution instance's id, the high byte of every event id",
+    )
+    execution_conn_id: str = setting(
+        DEFAULT_EXECUTION_CONN_ID,
+        env="MC_EXECUTION_CONN_ID",
+        help="Airflow connection of this execution instance's database",
+    )
+    control_conn_id: str = setting(
+        CONTROL_CONN_ID, env="MC_CONTROL_CONN_ID", help="Airflow connection of the control database"
+    )
+    api_tokens: tuple[str, ...] = setting(
+        (),
+        env="MC_API_TOKENS",
+        help="bearer tokens accepted by the intake API; empty: the password of the `mc_api` connection",
+    )
+    execution_queue: str = setting(
+        "default", env="MC_EXECUTION_QUEUE", help="Celery queue of the execution tasks"
+    )
+    intake: IntakeSettings = group(IntakeSettings)
+    processing: ProcessingSettings = group(ProcessingSettings)
+    monitoring: MonitoringSettings = group(MonitoringSettings)
+    archiving: ArchivingSettings = group(ArchivingSettings)
 
     @property
     def runs_execution(self) -> bool:
@@ -168,70 +369,274 @@ class Settings:
         return self.role in ("control", "all")
 
 
-def _int_env(env: dict[str, str] | os._Environ[str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
+# Variables read where they are used, not settings: their default depends on the machine, or they
+# configure tooling. Listed here so that the configuration reference names every MC_* variable.
+OTHER_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    (
+        "MC_REGISTRY_CACHE",
+        "`$AIRFLOW_HOME/messagecenter/archiving_instances.json`",
+        "last known list of execution instances, on the local disk of each dag-processor and worker",
+    ),
+    ("MC_SQL_DIR", "the repository's `include/sql`", "folder of the DDL versions and named statements"),
+    ("MC_LOG_LEVEL", "`INFO`", "log level of the command line (`python -m messagecenter`)"),
+)
+
+
+# Reading: one parser per field type.
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _bounds_text(declared: Declaration) -> str:
+    low, high = declared.low, declared.high
+    if low is not None and high is not None:
+        return f"between {_number_text(low)} and {_number_text(high)}"
+    if low is not None:
+        return f"at least {_number_text(low)}"
+    return "" if high is None else f"at most {_number_text(high)}"
+
+
+def _number(raw: str, declared: Declaration, convert: Callable[[str], float], what: str) -> float:
+    bounds = _bounds_text(declared)
     try:
-        value = int(raw)
+        value = convert(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer between {low} and {high}, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        wanted = f"{what} {bounds}" if bounds else what
+        raise ConfigError(f"{declared.env} must be {wanted}, got {raw!r}") from None
+    low, high = declared.low, declared.high
+    if (low is not None and not value >= low) or (high is not None and not value <= high):  # NaN too
+        raise ConfigError(f"{declared.env} must be {bounds}, got {_number_text(value)}")
     return value
 
 
-def load_settings(env: dict[str, str] | os._Environ[str] | None = None) -> Settings:
-    """Build :class:`Settings` from ``env`` (default: the process environment), validating each value."""
-    env = os.environ if env is None else env
-    role = env.get("MC_ROLE", "all").strip().lower() or "all"
-    if role not in get_args(Role):
-        raise ConfigError(f"MC_ROLE must be one of control, execution, all; got {role!r}")
-    tokens = tuple(t.strip() for t in env.get("MC_API_TOKENS", "").split(",") if t.strip())
-    return Settings(
-        role=cast(Role, role),
-        instance_id=_int_env(env, "MC_INSTANCE_ID", 1, 1, 255),
-        execution_conn_id=env.get("MC_EXECUTION_CONN_ID", "").strip() or DEFAULT_EXECUTION_CONN_ID,
-        api_tokens=tokens,
-        execution_queue=env.get("MC_EXECUTION_QUEUE", "").strip() or "default",
-        max_batch=_int_env(env, "MC_MAX_BATCH", 10_000, 1, 100_000),
-        max_ctx_bytes=_int_env(env, "MC_MAX_CTX_BYTES", 64 * 1024, 256, 16 * 1024 * 1024),
-        max_ctx_depth=_int_env(env, "MC_MAX_CTX_DEPTH", 32, 1, 256),
-        max_body_bytes=_int_env(env, "MC_MAX_BODY_BYTES", 64 * 1024 * 1024, 1024, 1024**3),
-        soap_max_events=_int_env(env, "MC_SOAP_MAX_EVENTS", 0, 1, 100_000) or None,  # unset: max_batch
-        soap_max_body_bytes=_int_env(env, "MC_SOAP_MAX_BODY_BYTES", 16 * 1024 * 1024, 1024, 1024**3),
-        retention=timedelta(days=_int_env(env, "MC_RETENTION_DAYS", 30, 1, 36_500)),
-        archive_overlap=timedelta(seconds=_int_env(env, "MC_ARCHIVE_OVERLAP_SECONDS", 900, 0, 86_400)),
-        registry_poll_seconds=_int_env(env, "MC_REGISTRY_POLL_SECONDS", 15, 1, 3_600),
-        heartbeat_seconds=_int_env(env, "MC_HEARTBEAT_SECONDS", 30, 1, 3_600),
-        heartbeat_max_age=_int_env(env, "MC_HEARTBEAT_MAX_AGE_SECONDS", 600, 10, 7 * 86_400),
-        archive_lag_warning=_int_env(env, "MC_ARCHIVE_LAG_WARNING_SECONDS", 3 * 3600, 60, 30 * 86_400),
-        alerts=AlertLevels(
-            pending=_pair_env(env, "MC_ALERT_PENDING", (100, 400)),
-            queue_seconds=_pair_env(env, "MC_ALERT_QUEUE_SECONDS", (4, 8)),
-            processing_seconds=_pair_env(env, "MC_ALERT_PROCESSING_SECONDS", (10, 20)),
-            error_rate_percent=_pair_env(env, "MC_ALERT_ERROR_RATE", (1, 5)),
-        ),
-        processing=ProcessingSettings(
-            claim_chunk=_int_env(env, "MC_CLAIM_CHUNK", 10_000, 1, 1_000_000),
-            max_events_per_run=_int_env(env, "MC_MAX_EVENTS_PER_RUN", 200_000, 1, 100_000_000),
-            deliver_chunk=_int_env(env, "MC_DELIVER_CHUNK", 500, 1, 100_000),
-            parallelism=_int_env(env, "MC_DELIVERY_PARALLELISM", 4, 1, 256),
-            lease_seconds=_int_env(env, "MC_LEASE_SECONDS", 300, 1, 86_400),
-            max_tries=_int_env(env, "MC_MAX_TRIES", 5, 1, 100),
-            retry_backoff_seconds=_int_env(env, "MC_RETRY_BACKOFF_SECONDS", 60, 0, 86_400),
-            rt_validity_seconds=_int_env(env, "MC_RT_VALIDITY", 3_600, 1, 365 * 86_400),
-            batch_validity_seconds=_int_env(env, "MC_BATCH_VALIDITY", 86_400, 1, 365 * 86_400),
-            rt_drain_seconds=_int_env(env, "MC_RT_DRAIN_SECONDS", 300, 1, 86_400),
-            render_timeout_seconds=_int_env(env, "MC_RENDER_TIMEOUT_SECONDS", 2, 1, 3_600),
-            render_max_chars=_int_env(env, "MC_RENDER_MAX_CHARS", 1_000_000, 1_000, 100_000_000),
-            breaker_threshold=_int_env(env, "MC_BREAKER_THRESHOLD", 5, 1, 10_000),
-            breaker_cooldown_seconds=_int_env(env, "MC_BREAKER_COOLDOWN_SECONDS", 30, 1, 3_600),
-        ),
-    )
+def _int(raw: str, declared: Declaration) -> int:
+    return int(_number(raw, declared, int, "an integer"))
+
+
+def _float(raw: str, declared: Declaration) -> float:
+    return _number(raw, declared, float, "a number")
+
+
+def _duration(raw: str, declared: Declaration) -> timedelta:
+    return timedelta(**{declared.unit or "seconds": _int(raw, declared)})
+
+
+def _tokens(raw: str, declared: Declaration) -> tuple[str, ...]:
+    return tuple(token.strip() for token in raw.split(",") if token.strip())
+
+
+def _pair(raw: str, declared: Declaration) -> tuple[float, float]:
+    try:
+        warning, alert = (float(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{declared.env} must be two numbers 'warning,alert', got {raw!r}") from None
+    if not (declared.low or 0) <= warning <= alert:
+        raise ConfigError(f"{declared.env}: want {_pair_bounds(declared)}, got {raw!r}")
+    return warning, alert
+
+
+def _pair_bounds(declared: Declaration) -> str:
+    return f"{_number_text(declared.low or 0)} <= warning <= alert"
+
+
+def _text(raw: str, declared: Declaration) -> str:
+    return raw
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How values of one field type are read from their variable and shown in the reference."""
+
+    name: str
+    parse: Callable[[str, Declaration], Any]
+    show: Callable[[Any, Declaration], str]
+    accepted: Callable[[Declaration], str] = _bounds_text
+
+
+def _show_duration(value: timedelta, declared: Declaration) -> str:
+    return _number_text(value / timedelta(**{declared.unit or "seconds": 1}))
+
+
+_KINDS: dict[Any, _Kind] = {
+    int: _Kind("integer", _int, lambda v, d: str(v)),
+    int | None: _Kind("integer or empty", _int, lambda v, d: "" if v is None else str(v)),
+    float: _Kind("number", _float, lambda v, d: _number_text(v)),
+    str: _Kind("text", _text, lambda v, d: v),
+    timedelta: _Kind("whole {unit}", _duration, _show_duration),
+    tuple[str, ...]: _Kind("comma-separated tokens", _tokens, lambda v, d: ",".join(v)),
+    tuple[float, float]: _Kind(
+        "two numbers `warning,alert`",
+        _pair,
+        lambda v, d: ",".join(_number_text(x) for x in v),
+        _pair_bounds,
+    ),
+}
+
+
+def _choice_kind(choices: tuple[str, ...]) -> _Kind:
+    def parse(raw: str, declared: Declaration) -> str:
+        value = raw.lower()
+        if value not in choices:
+            raise ConfigError(f"{declared.env} must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    names = ", ".join(f"`{choice}`" for choice in choices)
+    return _Kind("choice", parse, lambda v, d: v, lambda d: names)
+
+
+def _kind(annotation: Any) -> _Kind:
+    if get_origin(annotation) is Literal:
+        return _choice_kind(get_args(annotation))
+    kind = _KINDS.get(annotation)
+    if kind is None:
+        raise TypeError(f"no reader for settings of type {annotation!r}")
+    return kind
+
+
+# The declarations, walked in order.
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One setting as declared: where it sits in :class:`Settings`, its default, how it is read."""
+
+    path: str  # the attribute path from a Settings object, e.g. "intake.max_batch"
+    default: Any
+    declaration: Declaration
+    kind: _Kind
+
+    @property
+    def env(self) -> str:
+        return self.declaration.env
+
+    def parse(self, raw: str) -> Any:
+        """The value of ``raw``, as the loader reads it (raises :class:`ConfigError`)."""
+        return self.kind.parse(raw, self.declaration)
+
+    def shown(self, value: Any) -> str:
+        """``value`` written as the variable would hold it."""
+        return self.kind.show(value, self.declaration)
+
+    @property
+    def type_text(self) -> str:
+        return self.kind.name.format(unit=self.declaration.unit)
+
+    @property
+    def accepted_text(self) -> str:
+        return self.kind.accepted(self.declaration)
+
+
+@functools.cache
+def _members(cls: type) -> tuple[tuple[Field[Any], Any], ...]:
+    """The fields of a settings class with their resolved annotations."""
+    hints = typing.get_type_hints(cls)
+    return tuple((member, hints[member.name]) for member in fields(cls))
+
+
+def _settings_of(cls: type, prefix: str = "") -> Iterator[Declared]:
+    """The settings declared directly in ``cls`` (not in its groups)."""
+    for member, annotation in _members(cls):
+        if _SETTING in member.metadata:
+            declaration = member.metadata[_SETTING]
+            yield Declared(prefix + member.name, member.default, declaration, _kind(annotation))
+        elif _GROUP not in member.metadata:
+            raise TypeError(f"{cls.__name__}.{member.name} is neither a setting nor a group")
+
+
+def _groups_of(cls: type) -> Iterator[tuple[str, type]]:
+    for member, _ in _members(cls):
+        if _GROUP in member.metadata:
+            yield member.name, member.metadata[_GROUP]
+
+
+def declared_settings(cls: type = Settings, prefix: str = "") -> Iterator[Declared]:
+    """Every setting under ``cls``, its groups included, in declaration order."""
+    yield from _settings_of(cls, prefix)
+    for name, child in _groups_of(cls):
+        yield from declared_settings(child, f"{prefix}{name}.")
+
+
+G = TypeVar("G")
+
+
+def _load(cls: type[G], env: Mapping[str, str]) -> G:
+    values: dict[str, Any] = {}
+    for item in _settings_of(cls):
+        raw = env.get(item.env, "").strip()
+        if raw:  # unset or blank: the declared default
+            values[item.path] = item.parse(raw)
+    for name, child in _groups_of(cls):
+        values[name] = _load(child, env)
+    return cls(**values)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``env`` (default: the process environment), validating each value.
+
+    :raises ConfigError: naming the variable whose value is refused.
+    """
+    return _load(Settings, os.environ if env is None else env)
 
 
 @functools.cache
 def get_settings() -> Settings:
     """Settings of this process, read once."""
     return load_settings()
+
+
+# The configuration reference (docs/configuration.md).
+
+
+def _section(cls: type, heading: str, attribute: str, level: int, *, groups: bool = True) -> Iterator[str]:
+    """One group's table, then its own groups' as subsections."""
+    purpose = (cls.__doc__ or "").strip().splitlines()[0]
+    yield from (f"{'#' * level} {heading}", "", f"{purpose} Attributes of `{attribute}`:", "")
+    yield "| Variable | Attribute | Type | Default | Accepted | Meaning |"
+    yield "|---|---|---|---|---|---|"
+    for item in _settings_of(cls):
+        default = item.shown(item.default)
+        yield (
+            f"| `{item.env}` | `{item.path}` | {item.type_text} | {f'`{default}`' if default else '(empty)'} "
+            f"| {item.accepted_text} | {item.declaration.help} |"
+        )
+    for name, child in _groups_of(cls) if groups else ():
+        yield ""
+        yield from _section(child, name.capitalize(), f"{attribute}.{name}", level + 1)
+
+
+def reference_markdown() -> str:
+    """The configuration reference: every setting, grouped by purpose, from the declarations."""
+    lines = [
+        "<!-- Generated by `make config-docs` from plugins/messagecenter/core/settings.py: do not edit. -->",
+        "",
+        "# Configuration",
+        "",
+        "This page is generated from the declarations in `plugins/messagecenter/core/settings.py`;",
+        "regenerate it with `make config-docs` (a test fails when it differs from them).",
+        "",
+        "Every setting is an environment variable, read once per process (DAG task, API, CLI). An unset",
+        "or blank variable takes the default; any other value outside what is accepted stops the process",
+        "with an error naming the variable.",
+        "",
+        *_section(Settings, "Instance", "settings", 2, groups=False),  # its groups are sections of their own
+    ]
+    for name, child in _groups_of(Settings):
+        lines += ["", *_section(child, name.capitalize(), f"settings.{name}", 2)]
+    lines += [
+        "",
+        "## Other variables",
+        "",
+        "Not settings: read where they are used (their default depends on the machine, or they",
+        "configure tooling).",
+        "",
+        "| Variable | Default | Meaning |",
+        "|---|---|---|",
+        *(f"| `{name}` | {default} | {meaning} |" for name, default, meaning in OTHER_VARIABLES),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(reference_markdown())

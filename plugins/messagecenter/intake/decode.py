@@ -14,7 +14,7 @@ readable (by ``GET``, by the delivery workers) within bounded memory:
   them); lone UTF-16 surrogate escapes are malformed JSON;
 * ``scheduled`` must fall from 1900-01-01 to 9999-12-30 once converted to UTC;
 * ``ctx`` must be an object of at most ``max_ctx_bytes`` bytes, nested at most ``max_ctx_depth``
-  deep (``ctx`` itself is level 1);
+  deep (``ctx`` itself is level 1): the limits are the settings' (:class:`IntakeSettings`);
 * numbers in ``ctx``: an integer (no fraction, no exponent) must fit a signed 64-bit integer
   (-9223372036854775808 to 9223372036854775807; send larger identifiers as strings); any other
   number must be a finite double (magnitude at most about 1.8e308) with at most
@@ -39,11 +39,9 @@ from typing import Annotated, Any
 
 import msgspec
 
+from messagecenter.core.settings import IntakeSettings, get_settings
 from messagecenter.core.types import Channel, ChannelName
 
-DEFAULT_MAX_CTX_BYTES = 64 * 1024
-DEFAULT_MAX_CTX_DEPTH = 32
-DEFAULT_MAX_BATCH = 10_000
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # Digits after the decimal point a ctx number may expand to: enough for every double (the smallest,
 # 5e-324, needs 324), far below PostgreSQL's numeric limit (16,383).
@@ -165,14 +163,16 @@ def _error_type(message: str) -> str:
 
 
 def decode_push(
-    body: bytes,
-    *,
-    max_batch: int = DEFAULT_MAX_BATCH,
-    max_ctx_bytes: int = DEFAULT_MAX_CTX_BYTES,
-    max_ctx_depth: int = DEFAULT_MAX_CTX_DEPTH,
+    body: bytes, limits: IntakeSettings, *, max_events: int | None = None
 ) -> tuple[list[EventIn], bool]:
     """Decode a push body: one event, or ``{"events": [...]}``. Return the events and whether it was
-    a batch; raise :class:`IntakeError` naming the item and field of the first problem."""
+    a batch; raise :class:`IntakeError` naming the item and field of the first problem.
+
+    :param limits: the settings' intake limits (``settings.intake``).
+    :param max_events: most events in a batch when not ``limits.max_batch`` (a SOAP call's limit).
+    """
+    max_batch = limits.max_batch if max_events is None else max_events
+    max_ctx_depth = limits.max_ctx_depth
     is_batch = _BATCH_SHAPE.match(body) is not None
     if not body.isascii():
         bad = _utf8_error(body)
@@ -201,22 +201,15 @@ def decode_push(
     if len(events) > max_batch:
         message = f"at most {max_batch} events per request, got {len(events)}"
         raise _error(["body", "events"], message, "too_long")
-    check_events(
-        events,
-        max_ctx_bytes,
-        prefix=["body", "events"] if is_batch else ["body"],
-        max_ctx_depth=max_ctx_depth,
-        body=body,
-    )
+    check_events(events, limits, prefix=["body", "events"] if is_batch else ["body"], body=body)
     return events, is_batch
 
 
 def check_events(
     events: Sequence[EventIn],
-    max_ctx_bytes: int,
+    limits: IntakeSettings,
     prefix: list[str | int],
     *,
-    max_ctx_depth: int = DEFAULT_MAX_CTX_DEPTH,
     body: bytes | None = None,
 ) -> None:
     """What msgspec's types do not say: ``ctx`` (see the module doc), NUL in text fields, the range of
@@ -224,6 +217,7 @@ def check_events(
 
     ``body``, the request the events come from, lets a byte-level look at it clear most checks at once.
     """
+    max_ctx_bytes, max_ctx_depth = limits.max_ctx_bytes, limits.max_ctx_depth
     look = None if body is None else body.translate(_NUMBER_LOOK, b"+-")
     numbers_suspect = look is None or _LONG_DIGITS in look or _BIG_EXPONENT in look
     nul_suspect = body is None or _NUL_ESCAPE in body
@@ -257,17 +251,12 @@ def check_events(
             raise _error([*prefix, index, field] if in_batch else [*prefix, field], problem)
 
 
-def check_ctx(events: Sequence[EventIn], max_ctx_bytes: int, prefix: list[str | int]) -> None:
-    """Kept for callers of the earlier API: the checks of :func:`check_events`."""
-    check_events(events, max_ctx_bytes, prefix)
-
-
 def _ctx_numbers_suspect(raw: bytes) -> bool:
     look = raw.translate(_NUMBER_LOOK, b"+-")
     return _LONG_DIGITS in look or _BIG_EXPONENT in look
 
 
-def ctx_problem(raw: bytes, max_depth: int = DEFAULT_MAX_CTX_DEPTH) -> str | None:
+def ctx_problem(raw: bytes, max_depth: int) -> str | None:
     """The exact check of one ``ctx`` (valid JSON text, as msgspec let it through): what is wrong with
     it, or ``None``. Costs a parse; :func:`check_events` calls it only when its cheap look is not enough.
     """
@@ -393,8 +382,8 @@ def _field_at(
 
 
 def event_from_dict(data: dict[str, Any]) -> EventIn:
-    """Build one validated event from a Python dict (CLI, tests, DAG code)."""
-    events, _ = decode_push(msgspec.json.encode(data))
+    """Build one validated event from a Python dict (CLI, tests, DAG code), under this process's limits."""
+    events, _ = decode_push(msgspec.json.encode(data), get_settings().intake)
     return events[0]
 
 
@@ -432,9 +421,9 @@ def schema_components() -> dict[str, Any]:
     }
 
 
-def request_schema(max_batch: int = DEFAULT_MAX_BATCH) -> dict[str, Any]:
-    """JSON Schema of the push body (one event or a batch), for the OpenAPI document (``ctx`` values
-    refer to :func:`schema_components`)."""
+def request_schema(limits: IntakeSettings) -> dict[str, Any]:
+    """JSON Schema of the push body (one event or a batch) under ``limits``, for the OpenAPI document
+    (``ctx`` values refer to :func:`schema_components`)."""
     (event,), components = msgspec.json.schema_components([EventIn], ref_template="{name}")
     event = components["EventIn"]
     properties = event["properties"]
@@ -457,10 +446,10 @@ def request_schema(max_batch: int = DEFAULT_MAX_BATCH) -> dict[str, Any]:
     properties["ctx"] = {
         "type": "object",
         "description": (
-            "Personalisation data, a JSON object: at most MC_MAX_CTX_BYTES bytes (default 65536), "
-            "nested at most MC_MAX_CTX_DEPTH levels (default 32; ctx is level 1), no NUL character "
-            "in its strings or keys; an integer (no fraction, no exponent) fits a signed 64-bit "
-            f"integer, any other number is a finite double with at most {MAX_FRACTION_DIGITS} digits "
+            f"Personalisation data, a JSON object: at most {limits.max_ctx_bytes} bytes, nested at most "
+            f"{limits.max_ctx_depth} levels (ctx is level 1), no NUL character in its strings or keys; "
+            "an integer (no fraction, no exponent) fits a signed 64-bit integer, any other number "
+            f"is a finite double with at most {MAX_FRACTION_DIGITS} digits "
             "after the decimal point once written without exponent."
         ),
         "propertyNames": {"pattern": _NO_NUL},
@@ -469,7 +458,9 @@ def request_schema(max_batch: int = DEFAULT_MAX_BATCH) -> dict[str, Any]:
     batch = {
         "title": "EventBatchIn",
         "type": "object",
-        "properties": {"events": {"type": "array", "items": event, "minItems": 1, "maxItems": max_batch}},
+        "properties": {
+            "events": {"type": "array", "items": event, "minItems": 1, "maxItems": limits.max_batch}
+        },
         "required": ["events"],
         "additionalProperties": False,
     }

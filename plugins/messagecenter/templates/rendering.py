@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import jinja2
 
 from messagecenter.core.errors import RenderError
+from messagecenter.core.settings import ProcessingSettings
 from messagecenter.core.types import Channel
 from messagecenter.templates.sandbox import make_environment, syntax_problem
 from messagecenter.templates.spec import PublishedTemplate
@@ -35,8 +36,6 @@ from messagecenter.templates.spec import PublishedTemplate
 # vertical tab...) becomes a space, so no value can inject a header or break the e-mail library.
 _CONTROL_RE = re.compile(r"\s*[\x00-\x1f\x7f]+\s*")
 DEFAULT_CACHE_SIZE = 4096
-DEFAULT_TIME_LIMIT = 2.0
-DEFAULT_MAX_OUTPUT_CHARS = 1_000_000
 
 
 class RenderTimeout(Exception):
@@ -89,8 +88,8 @@ class Renderer:
         self,
         *,
         cache_size: int = DEFAULT_CACHE_SIZE,
-        time_limit: float = DEFAULT_TIME_LIMIT,
-        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+        time_limit: float = ProcessingSettings.render_timeout_seconds,
+        max_output_chars: int = ProcessingSettings.render_max_chars,
     ) -> None:
         if cache_size < 1:
             raise ValueError("cache_size must be at least 1")

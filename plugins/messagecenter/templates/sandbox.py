@@ -13,7 +13,7 @@ import jinja2
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-DEFAULT_MAX_SIZE = 1_000_000
+from messagecenter.core.settings import ProcessingSettings
 
 
 class _Undefined(jinja2.StrictUndefined):
@@ -49,7 +49,7 @@ class _Environment(ImmutableSandboxedEnvironment):
     """
 
     intercepted_binops = frozenset({"*", "**"})
-    max_size = DEFAULT_MAX_SIZE
+    max_size = ProcessingSettings.render_max_chars
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
@@ -79,7 +79,9 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
 
-def make_environment(*, autoescape: bool, max_size: int = DEFAULT_MAX_SIZE) -> ImmutableSandboxedEnvironment:
+def make_environment(
+    *, autoescape: bool, max_size: int = ProcessingSettings.render_max_chars
+) -> ImmutableSandboxedEnvironment:
     """A sandboxed Jinja environment where an undefined variable is an error.
 
     The immutable sandbox also refuses ``ctx.items.append(...)``: rendering never changes the event.

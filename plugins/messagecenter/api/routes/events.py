@@ -18,7 +18,7 @@ from messagecenter.api.models import (
 )
 from messagecenter.core.types import Queue
 from messagecenter.intake import store
-from messagecenter.intake.decode import EventIn, IntakeError, decode_push, request_schema
+from messagecenter.intake.decode import EventIn, IntakeError, decode_push
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -58,14 +58,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _decode(body: bytes, state: ApiState) -> tuple[list[EventIn], bool]:
-    settings = state.settings
     try:
-        return decode_push(
-            body,
-            max_batch=settings.max_batch,
-            max_ctx_bytes=settings.max_ctx_bytes,
-            max_ctx_depth=settings.max_ctx_depth,
-        )
+        return decode_push(body, state.settings.intake)
     except IntakeError as exc:
         raise RequestValidationError(exc.errors) from None
 
@@ -76,10 +70,10 @@ def _decode(body: bytes, state: ApiState) -> tuple[list[EventIn], bool]:
     response_model=EventCreated | EventsCreated,
     responses=PUSH_RESPONSES,
     openapi_extra={
-        # The app puts the configured batch limit in (main.py); this is the default one.
-        "requestBody": {"required": True, "content": {"application/json": {"schema": request_schema()}}}
+        # The app puts in the schema of the configured limits (main.py), read on first use.
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}
     },
-    summary="Push one event, or a batch of up to 10,000 events stored all or nothing",
+    summary="Push one event, or a batch of events (at most MC_MAX_BATCH) stored all or nothing",
 )
 async def push_events(
     queue: Queue,
@@ -98,7 +92,7 @@ async def push_events(
                 }
             ]
         )
-    body = await _read_body(request, state.settings.max_body_bytes)
+    body = await _read_body(request, state.settings.intake.max_body_bytes)
 
     def decode_and_store() -> tuple[store.InsertResult, bool]:
         # One worker-thread hop for both: decoding 10,000 events must not block the event loop.

@@ -16,14 +16,9 @@ from typing import Any
 
 import msgspec
 
+from messagecenter.core.settings import IntakeSettings
 from messagecenter.core.types import Channel
-from messagecenter.intake.decode import (
-    DEFAULT_MAX_CTX_BYTES,
-    DEFAULT_MAX_CTX_DEPTH,
-    EventIn,
-    IntakeError,
-    decode_push,
-)
+from messagecenter.intake.decode import EventIn, IntakeError, decode_push
 from messagecenter.intake.soap.envelope import local_name, parse_xml
 
 # Attribute of the XML event -> field of the REST event.
@@ -107,11 +102,11 @@ def _value(element: Any, level: int, limit: int) -> Any:
     return _object(element, level, limit)
 
 
-def ctx_from_xml(xml: str | bytes, *, max_depth: int = DEFAULT_MAX_CTX_DEPTH) -> dict[str, Any]:
+def ctx_from_xml(xml: str | bytes, limits: IntakeSettings) -> dict[str, Any]:
     """The JSON ``ctx`` of a ``<ctx>`` element given as XML text (to check a mapping, or convert the
-    seed data of Campaign templates); parsed as safely as a request."""
+    seed data of Campaign templates); parsed as safely as a request, nested at most as deep."""
     root = parse_xml(xml.encode() if isinstance(xml, str) else xml, None, ("", ""))
-    return _object(root, 1, max_depth + 1)
+    return _object(root, 1, limits.max_ctx_depth + 1)
 
 
 def _channel(value: str) -> str:
@@ -130,9 +125,10 @@ def _scheduled(value: str) -> str:
     return f"{match[1]}:00{match[2] or ''}" if match else value
 
 
-def event_dict(element: Any, *, max_ctx_depth: int = DEFAULT_MAX_CTX_DEPTH) -> dict[str, Any]:
-    """The REST event (a JSON-ready dict) of one XML event element, before validation."""
-    limit = max_ctx_depth + 1
+def event_dict(element: Any, limits: IntakeSettings) -> dict[str, Any]:
+    """The REST event (a JSON-ready dict) of one XML event element, before validation (``ctx`` is
+    refused here past the depth limit, the rest by :func:`decode_push`)."""
+    limit = limits.max_ctx_depth + 1
     event: dict[str, Any] = {}
     extra: dict[str, Any] = {}
     for key, value in element.attrib.items():
@@ -230,31 +226,25 @@ def _detail(error: dict[str, Any], many: bool, dicts: list[dict[str, Any]]) -> s
     return f"{_where(index)}, {XML_NAMES.get(field, field)}: {message}"
 
 
-def decode_events(
-    param: Any,
-    *,
-    many: bool,
-    max_events: int,
-    max_ctx_bytes: int = DEFAULT_MAX_CTX_BYTES,
-    max_ctx_depth: int = DEFAULT_MAX_CTX_DEPTH,
-) -> list[EventIn]:
+def decode_events(param: Any, limits: IntakeSettings, *, many: bool) -> list[EventIn]:
     """The validated events of a ``PushEvent`` (``many=False``) or ``PushEvents`` document parameter,
     exactly as the REST API decodes the same events sent as JSON.
 
+    :param limits: the settings' intake limits (``settings.intake``); a ``PushEvents`` call holds at
+        most ``limits.soap_events_limit`` events.
     :raises EventRefused: naming the event (its index in the collection) and attribute at fault.
     """
+    max_events = limits.soap_events_limit
     elements = event_elements(param, many=many, max_events=max_events)
     dicts = []
     for index, element in enumerate(elements):
         try:
-            dicts.append(event_dict(element, max_ctx_depth=max_ctx_depth))
+            dicts.append(event_dict(element, limits))
         except EventRefused as exc:
             raise EventRefused(f"{_where(index if many else None)}, {exc}") from None
     body = _ENCODER.encode({"events": dicts} if many else dicts[0])
     try:
-        events, _ = decode_push(
-            body, max_batch=max_events, max_ctx_bytes=max_ctx_bytes, max_ctx_depth=max_ctx_depth
-        )
+        events, _ = decode_push(body, limits, max_events=max_events)
     except IntakeError as exc:
         raise EventRefused(_detail(exc.errors[0], many, dicts)) from None
     return events

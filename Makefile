@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)  ## mypy on the runtime package
+typecheck: $(STAMP)  ## mypy on the runtime package, the DAG files, the dev stack and the benchmarks
 	$(BIN)/mypy
 
 contracts: $(STAMP)  ## import contracts: the domain knows no Airflow, the runtime no dev stack
@@ -42,11 +42,9 @@ docs: $(STAMP)  ## the documentation site (docs/, mkdocs.yml) into site/; broken
 config-docs: $(STAMP)  ## docs/configuration.md from the settings' declarations (a test checks it is current)
 	PYTHONPATH=plugins $(BIN)/python -m messagecenter.core.settings > docs/configuration.md
 
-bench: $(STAMP)  ## benchmarks (not tests): ratios measured side by side
-	$(DEVPATH) $(BIN)/python bench/intake.py
-	$(DEVPATH) $(BIN)/python bench/pipeline.py
-	$(DEVPATH) $(BIN)/python bench/archive.py
-	$(DEVPATH) $(BIN)/python bench/delivery.py
+# One benchmark alone: $(DEVPATH) $(BIN)/python bench/<name>.py; a smoke run of them all: MC_BENCH_SCALE=0.01.
+bench: $(STAMP)  ## benchmarks (not tests): ratios measured side by side, each module in its own process
+	$(DEVPATH) $(BIN)/python -m bench
 
 lock:  ## re-pin requirements.txt from requirements.in in a clean venv
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

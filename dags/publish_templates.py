@@ -20,9 +20,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Param, dag, task
-from airflow.timetables.assets import AssetOrTimeSchedule
-from airflow.timetables.trigger import CronTriggerTimetable
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from messagecenter.airflow.dags import TEMPLATES_ASSET, control_dag_args, runs_control
 from messagecenter.airflow.operators import PublishTemplatesOperator

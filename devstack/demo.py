@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from devstack.sinks import MailSink, ProviderSink
 from devstack.stack import (
@@ -105,9 +105,7 @@ class Databases:
 
 
 def _dsn_for(admin_dsn: str, dbname: str) -> str:
-    params = conninfo_to_dict(admin_dsn)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
+    return make_conninfo(admin_dsn, dbname=dbname)
 
 
 @contextmanager

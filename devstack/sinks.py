@@ -3,6 +3,8 @@ HTTP server that plays the SMS and push providers and appends each JSON body it 
 
 They run in threads of the demo process (so they stop with it) and stand in for real providers
 through the same Airflow connections a deployment would use (``mc_smtp``, ``mc_sms``, ``mc_push``).
+Their servers (``SmtpServer``, ``HttpServer``) take any handler: the benchmarks' sinks are the same
+servers with handlers that count or add a provider's latency.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +45,23 @@ class _MailWriter:
         return "250 OK"
 
 
-class MailSink:
-    """An SMTP server on ``127.0.0.1:port`` writing every mail it accepts to ``directory``.
+class SmtpServer:
+    """An SMTP server on ``127.0.0.1:port`` (aiosmtpd, in a thread of this process) handing every
+    message to ``handler``; the mail sink below and the benchmarks' sinks differ by their handler only.
 
-    :param directory: where ``<n>.eml`` files go.
+    :param handler: an aiosmtpd handler (``async handle_DATA(server, session, envelope) -> str``).
     :param port: listening port (0: a free one).
     """
 
-    def __init__(self, directory: Path, port: int = 0) -> None:
+    def __init__(self, handler: object, port: int = 0) -> None:
         from aiosmtpd.controller import Controller
 
-        self.directory = directory
+        self.handler = handler
         self.controller = Controller(
-            _MailWriter(directory), hostname="127.0.0.1", port=port or _free_port(), ready_timeout=10
+            handler, hostname="127.0.0.1", port=port or free_port(), ready_timeout=10
         )
 
-    def __enter__(self) -> MailSink:
+    def __enter__(self) -> Self:
         self.controller.start()
         return self
 
@@ -76,6 +80,18 @@ class MailSink:
             "port": self.port,
             "extra": {"from_email": SENDER, "disable_ssl": True, "disable_tls": True, "timeout": 10},
         }
+
+
+class MailSink(SmtpServer):
+    """An SMTP server on ``127.0.0.1:port`` writing every mail it accepts to ``directory``.
+
+    :param directory: where ``<n>.eml`` files go.
+    :param port: listening port (0: a free one).
+    """
+
+    def __init__(self, directory: Path, port: int = 0) -> None:
+        super().__init__(_MailWriter(directory), port)
+        self.directory = directory
 
 
 class _ProviderHandler(BaseHTTPRequestHandler):
@@ -107,24 +123,23 @@ class _ProviderHandler(BaseHTTPRequestHandler):
         pass  # record() logs what matters
 
 
-class ProviderSink(ThreadingHTTPServer):
-    """A fake SMS / push provider on ``127.0.0.1:port``: ``POST /sms`` and ``POST /push`` append the
-    JSON body as one line to ``<directory>/sms.log`` / ``push.log`` and answer ``200 {"id": ...}``.
+class HttpServer(ThreadingHTTPServer):
+    """An HTTP server on ``127.0.0.1:port`` answering with ``handler`` in threads of this process.
 
-    Use as a context manager; ``connection(name)`` is the ``mc_sms`` / ``mc_push`` connection.
+    Use as a context manager; ``connection(name)`` is the Airflow HTTP connection of endpoint ``/name``.
     """
 
     daemon_threads = True
 
-    def __init__(self, directory: Path, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), _ProviderHandler)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.logs = {"sms": directory / "sms.log", "push": directory / "push.log"}
-        self.ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler], port: int = 0, *, poll_interval: float = 0.2
+    ) -> None:
+        super().__init__(("127.0.0.1", port), handler)
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True
+        )
 
-    def __enter__(self) -> ProviderSink:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -136,11 +151,6 @@ class ProviderSink(ThreadingHTTPServer):
     def port(self) -> int:
         return int(self.server_address[1])
 
-    def record(self, name: str, body: Any) -> None:
-        with self._lock, self.logs[name].open("a") as out:
-            out.write(json.dumps(body) + "\n")
-        log.info("%s -> %s", name, self.logs[name])
-
     def connection(self, name: str) -> dict[str, Any]:
         """The HTTP connection (JSON form) of endpoint ``name`` (``sms`` or ``push``)."""
         return {
@@ -151,9 +161,28 @@ class ProviderSink(ThreadingHTTPServer):
         }
 
 
-def _free_port() -> int:
-    import socket
+class ProviderSink(HttpServer):
+    """A fake SMS / push provider on ``127.0.0.1:port``: ``POST /sms`` and ``POST /push`` append the
+    JSON body as one line to ``<directory>/sms.log`` / ``push.log`` and answer ``200 {"id": ...}``.
 
+    Use as a context manager; ``connection(name)`` is the ``mc_sms`` / ``mc_push`` connection.
+    """
+
+    def __init__(self, directory: Path, port: int = 0) -> None:
+        super().__init__(_ProviderHandler, port)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.logs = {"sms": directory / "sms.log", "push": directory / "push.log"}
+        self.ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def record(self, name: str, body: Any) -> None:
+        with self._lock, self.logs[name].open("a") as out:
+            out.write(json.dumps(body) + "\n")
+        log.info("%s -> %s", name, self.logs[name])
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

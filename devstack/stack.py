@@ -52,7 +52,7 @@ def sqlalchemy_uri(dsn: str, driver: str = "postgresql+psycopg2") -> str:
     """
     from sqlalchemy.engine import URL
 
-    p = conninfo_to_dict(dsn)
+    p = {key: str(value) for key, value in conninfo_to_dict(dsn).items() if value is not None}
     host = p.get("host") or "localhost"
     on_socket = host.startswith("/")
     url = URL.create(
@@ -315,7 +315,7 @@ class Stack:
         """Wait until the API server answers and the scheduler, DAG processor and (when started)
         triggerer report healthy (``GET /api/v2/monitor/health``, what the UI's health badge
         shows); raise early if a component dies meanwhile."""
-        wanted = ("metadatabase", "scheduler", "dag_processor")
+        wanted: tuple[str, ...] = ("metadatabase", "scheduler", "dag_processor")
         if "triggerer" in self.components:
             wanted += ("triggerer",)
         return self._wait_health(

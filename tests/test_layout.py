@@ -71,10 +71,25 @@ def test_dag_files_import_only_the_airflow_layer(path) -> None:
     assert all(module.startswith("messagecenter.airflow") for module in imported), imported
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "bench").glob("*.py")), ids=lambda p: p.name)
+BENCHMARKS = sorted(p for p in (REPO / "bench").glob("*.py") if not p.name.startswith("__"))
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO / "bench").rglob("*.py")), ids=lambda p: str(p.relative_to(REPO / "bench"))
+)
 def test_benchmarks_import(path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A benchmark is not run by the tests, but its imports must follow the package."""
+    """A benchmark is not run by the tests, but its imports (and its harness's) must follow the package."""
     import runpy
 
-    monkeypatch.syspath_prepend(str(REPO / "bench"))
-    runpy.run_path(str(path), run_name="bench_import_check")  # __main__ only runs the benchmark
+    monkeypatch.syspath_prepend(str(REPO / "bench"))  # as `python bench/<name>.py` has it
+    namespace = runpy.run_path(str(path), run_name="bench_import_check")  # __main__ only runs it
+    if path in BENCHMARKS:
+        assert callable(namespace["measure"]), f"{path.name} has no measure(report, databases)"
+
+
+def test_make_bench_runs_every_benchmark() -> None:
+    """`make bench` (python -m bench) runs each module of bench/, and nothing else."""
+    from bench.__main__ import BENCHMARKS as listed
+
+    assert sorted(listed) == [p.stem for p in BENCHMARKS]
+    assert len(set(listed)) == len(listed)

@@ -82,7 +82,6 @@ STATUS_LABELS: dict[Status, str] = {
     Status.NOT_TAKEN_INTO_ACCOUNT: "Event not taken into account",
     Status.EXPIRED: "Event expired",
 }
-DELIVERY_LOG_STATUSES = (Status.SENT, Status.IGNORED, Status.FAILED)  # what a delivery log can say
 
 
 class Unloadable:
@@ -167,7 +166,6 @@ ADDRESS_NAMES: dict[int, str] = {
 
 __all__ = [
     "ADDRESS_NAMES",
-    "DELIVERY_LOG_STATUSES",
     "QUEUES",
     "STATUS_LABELS",
     "Channel",

@@ -257,11 +257,6 @@ def check_events(
             raise _error([*prefix, index, field] if in_batch else [*prefix, field], problem)
 
 
-def check_ctx(events: Sequence[EventIn], max_ctx_bytes: int, prefix: list[str | int]) -> None:
-    """Kept for callers of the earlier API: the checks of :func:`check_events`."""
-    check_events(events, max_ctx_bytes, prefix)
-
-
 def _ctx_numbers_suspect(raw: bytes) -> bool:
     look = raw.translate(_NUMBER_LOOK, b"+-")
     return _LONG_DIGITS in look or _BIG_EXPONENT in look

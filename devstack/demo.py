@@ -419,7 +419,7 @@ def write_env_file(path: Path, env: Mapping[str, str]) -> Path:
 def add_instance(name: str, instance_id: int, admin_dsn: str | None = None) -> dict[str, Any]:
     """Create the database of execution instance ``name`` on the demo's PostgreSQL (``mc_exec_<name>``),
     install the execution schema, and return the ``mc_exec_<name>`` connection to add (JSON form)."""
-    from messagecenter.control.registry import check_instance_name
+    from messagecenter.airflow.registry import check_instance_name
 
     admin_dsn = admin_dsn or os.environ.get(ADMIN_DSN_VAR)
     if not admin_dsn:

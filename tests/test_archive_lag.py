@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from messagecenter.control.doctor import archive_lags
+from messagecenter.monitoring.indicators import archive_lags
 from tests.test_archiving import archive, db_now, dbs, push  # noqa: F401 (dbs: fixture)
 
 

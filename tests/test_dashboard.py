@@ -12,12 +12,12 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from messagecenter.control import dashboard
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import AlertLevels, get_settings, load_settings
 from messagecenter.execution.heartbeat import record_heartbeat
 from messagecenter.intake import store
 from messagecenter.intake.decode import event_from_dict
+from messagecenter.monitoring import indicators
 from tests.conftest import airflow_uri
 
 
@@ -48,16 +48,16 @@ def seed(conn: psycopg.Connection) -> None:
 
 def test_alert_levels_follow_campaigns_thresholds() -> None:
     alerts = AlertLevels()
-    assert [dashboard.alert_level(v, alerts.pending) for v in (99, 100, 399, 400)] == [
+    assert [indicators.alert_level(v, alerts.pending) for v in (99, 100, 399, 400)] == [
         "ok",
         "warning",
         "warning",
         "alert",
     ]
-    assert dashboard.alert_level(4.0, alerts.queue_seconds) == "warning"
-    assert dashboard.alert_level(20, alerts.processing_seconds) == "alert"
-    assert dashboard.error_rate_percent(95, 0, 5) == 5.0
-    assert dashboard.error_rate_percent(0, 0, 0) == 0.0
+    assert indicators.alert_level(4.0, alerts.queue_seconds) == "warning"
+    assert indicators.alert_level(20, alerts.processing_seconds) == "alert"
+    assert indicators.error_rate_percent(95, 0, 5) == 5.0
+    assert indicators.error_rate_percent(0, 0, 0) == 0.0
 
 
 def test_alert_levels_are_settings() -> None:
@@ -71,7 +71,7 @@ def test_alert_levels_are_settings() -> None:
 
 def test_indicators_statuses_and_throughput_from_the_database(conn: psycopg.Connection) -> None:
     seed(conn)
-    data = dashboard.instance_overview(conn, AlertLevels())
+    data = indicators.instance_overview(conn, AlertLevels())
     rt = data["queues"]["rt"]
     assert rt["pending"] == {"value": 3, "level": "ok", "thresholds": [100, 400]}
     assert rt["queue_seconds"]["level"] == "warning"  # waiting 5 s: past 4 s, not 8

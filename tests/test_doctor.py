@@ -9,10 +9,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from messagecenter.control import doctor
-from messagecenter.control.doctor import Finding
 from messagecenter.core.settings import Settings, get_settings
 from messagecenter.execution.heartbeat import record_heartbeat
+from messagecenter.monitoring import doctor, probes
+from messagecenter.monitoring.doctor import Finding
 from tests.conftest import airflow_uri
 from tests.sinks import SmtpSink, free_port
 from tests.test_cli_templates import run_cli
@@ -123,11 +123,11 @@ def test_archiving_dag_and_lag_checks() -> None:
 
 def test_probes_answer_or_say_why() -> None:
     with SmtpSink() as sink:
-        assert doctor.probe_smtp("127.0.0.1", sink.port) is None
+        assert probes.probe_smtp("127.0.0.1", sink.port) is None
     port = free_port()
-    assert "does not answer" in (doctor.probe_smtp("127.0.0.1", port, timeout=1) or "")
-    assert "does not answer" in (doctor.probe_http(f"http://127.0.0.1:{port}/sms", timeout=1) or "")
-    assert doctor.probe_http("nohost") == "no host in 'nohost'"
+    assert "does not answer" in (probes.probe_smtp("127.0.0.1", port, timeout=1) or "")
+    assert "does not answer" in (probes.probe_http(f"http://127.0.0.1:{port}/sms", timeout=1) or "")
+    assert probes.probe_http("nohost") == "no host in 'nohost'"
 
 
 # --- Lookups on real databases ------------------------------------------------------------------------
@@ -159,7 +159,7 @@ def test_execution_role_ready_when_everything_runs(
     http_sinks: Any,
     clean_settings: None,
 ) -> None:
-    from messagecenter.airflow.doctor import execution_findings
+    from messagecenter.airflow.readers import execution_findings
     from tests.test_processing import publish
 
     monkeypatch.setenv("AIRFLOW_CONN_MC_EXECUTION", airflow_uri(db_dsn))
@@ -183,7 +183,7 @@ def test_execution_role_ready_when_everything_runs(
 def test_execution_role_reports_what_to_do(
     db_dsn: str, monkeypatch: pytest.MonkeyPatch, clean_settings: None
 ) -> None:
-    from messagecenter.airflow.doctor import execution_findings
+    from messagecenter.airflow.readers import execution_findings
 
     monkeypatch.setenv("AIRFLOW_CONN_MC_EXECUTION", airflow_uri(db_dsn))
     monkeypatch.setenv(
@@ -202,7 +202,7 @@ def test_execution_role_reports_what_to_do(
 def test_an_unreachable_or_old_database_is_an_error_not_a_traceback(
     empty_db_dsn: str, monkeypatch: pytest.MonkeyPatch, clean_settings: None
 ) -> None:
-    from messagecenter.airflow.doctor import execution_findings
+    from messagecenter.airflow.readers import execution_findings
 
     monkeypatch.setenv("AIRFLOW_CONN_MC_EXECUTION", airflow_uri(empty_db_dsn))
     found = by_what(execution_findings(Settings(), read_states=states_of(False), probe_delivery=False))
@@ -214,7 +214,7 @@ def test_an_unreachable_or_old_database_is_an_error_not_a_traceback(
 
 
 def test_an_unreadable_metadata_db_is_a_warning(db_dsn: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from messagecenter.airflow.doctor import execution_findings
+    from messagecenter.airflow.readers import execution_findings
 
     def broken(dag_ids: Iterable[str]) -> dict[str, bool | None]:
         raise RuntimeError("no such table: dag")
@@ -228,7 +228,7 @@ def test_an_unreadable_metadata_db_is_a_warning(db_dsn: str, monkeypatch: pytest
 def test_control_role_checks_each_instance(
     make_db: Any, monkeypatch: pytest.MonkeyPatch, clean_settings: None
 ) -> None:
-    from messagecenter.airflow.doctor import control_findings
+    from messagecenter.airflow.readers import control_findings
 
     control, paris, lyon = make_db(), make_db(), make_db()
     monkeypatch.setenv("AIRFLOW_CONN_MC_CONTROL", airflow_uri(control))
@@ -266,7 +266,7 @@ def test_control_role_checks_each_instance(
 def test_control_role_without_instances_says_how_to_add_one(
     db_dsn: str, monkeypatch: pytest.MonkeyPatch, clean_settings: None
 ) -> None:
-    from messagecenter.airflow.doctor import control_findings
+    from messagecenter.airflow.readers import control_findings
 
     monkeypatch.setenv("AIRFLOW_CONN_MC_CONTROL", airflow_uri(db_dsn))
     found = by_what(control_findings(Settings(), read_states=states_of(False), instances=list))

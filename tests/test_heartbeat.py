@@ -12,7 +12,8 @@ import pytest
 
 from messagecenter.core.settings import get_settings
 from messagecenter.execution import heartbeat
-from messagecenter.execution.heartbeat import Pulse, read_heartbeats, record_heartbeat, stale_workflows
+from messagecenter.execution.heartbeat import Pulse, read_heartbeats, record_heartbeat
+from messagecenter.monitoring.heartbeats import stale_workflows
 from tests.conftest import airflow_uri
 
 

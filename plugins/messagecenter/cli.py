@@ -1,7 +1,9 @@
-"""``python -m messagecenter``: operator commands (schema, events, status).
+"""``python -m messagecenter``: operator commands (``db``, ``events``, ``status``, ``templates``,
+``archiving``, ``doctor``).
 
 Connections are Airflow connections (``--conn``), resolved from the environment
-(``AIRFLOW_CONN_<ID>``), a secrets backend or the Airflow metastore; ``--dsn`` bypasses them.
+(``AIRFLOW_CONN_<ID>``), a secrets backend or the Airflow metastore; ``--dsn`` bypasses them. The
+commands that are also a button or a task call the same function (``messagecenter.airflow.actions``).
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from messagecenter.airflow import registry
+from messagecenter.airflow import actions, registry
 from messagecenter.airflow.hooks import MessageCenterDbHook
 from messagecenter.core.errors import MessageCenterError, TemplateError
 from messagecenter.core.settings import get_settings
 from messagecenter.core.types import QUEUES, Channel
 from messagecenter.db import schema
 from messagecenter.db.queries import TEMPLATE_TABLES
-from messagecenter.execution import heartbeat
 from messagecenter.intake import store
 from messagecenter.intake.decode import IntakeError, decode_push
 from messagecenter.templates import files, publishing
@@ -136,32 +137,18 @@ def cmd_templates_load(args: argparse.Namespace) -> int:
 def cmd_templates_publish(args: argparse.Namespace) -> int:
     control_hook = MessageCenterDbHook(args.control or get_settings().control_conn_id)
     instance = args.conn or (args.dsn and "the --dsn database") or get_settings().execution_conn_id
-    with control_hook.connect() as control, _hook(args).connect() as execution:
-        if not args.force:
-            heartbeat.require_started(
-                execution, instance=instance, max_age_seconds=get_settings().monitoring.heartbeat_max_age
-            )
-        published = publishing.publish_latest(control, execution)
-    created = sum(p.created for p in published)
-    print(f"{created} new template version(s) published, {len(published) - created} already there")
+    counts = actions.publish_to_instance(control_hook, _hook(args), instance=instance, force=args.force)
+    print(f"{counts['created']} new template version(s) published, {counts['unchanged']} already there")
     return 0
 
 
 def cmd_archiving_create(args: argparse.Namespace) -> int:
-    from airflow.utils.session import create_session
-
-    with create_session(scoped=False) as session:
-        registry.register_instance(session, args.instance)
-    _print_json(registry.workflow(args.instance))
+    _print_json(actions.register_instance(args.instance))
     return 0
 
 
 def cmd_archiving_remove(args: argparse.Namespace) -> int:
-    from airflow.utils.session import create_session
-
-    with create_session(scoped=False) as session:
-        removed = registry.unregister_instance(session, args.instance)
-    if not removed:
+    if not actions.unregister_instance(args.instance):
         print(f"error: {args.instance} is not registered", file=sys.stderr)
         return 1
     print(f"{args.instance} unregistered; {registry.archiving_dag_id(args.instance)} goes at the next parse")
@@ -174,8 +161,8 @@ def cmd_archiving_list(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from messagecenter.airflow.doctor import run_doctor
-    from messagecenter.control.doctor import exit_code, render_json, render_table
+    from messagecenter.airflow.readers import run_doctor
+    from messagecenter.monitoring.doctor import exit_code, render_json, render_table
 
     settings = get_settings()
     role = args.role or settings.role

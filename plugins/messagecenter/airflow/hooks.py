@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
+from messagecenter.airflow.connections import get_connection
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import DEFAULT_EXECUTION_CONN_ID
 
@@ -40,15 +41,7 @@ _LIBPQ_EXTRAS = frozenset(
 
 def conninfo_from_airflow(conn_id: str) -> str:
     """Return the libpq conninfo of Airflow connection ``conn_id`` (a ``postgres`` connection)."""
-    from airflow.sdk import BaseHook  # heavy import, kept out of module scope
-
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:  # AirflowNotFoundException and backend errors alike
-        raise ConfigError(
-            f"Airflow connection {conn_id!r} is not defined (add it in the UI, with "
-            f"`airflow connections add`, or as AIRFLOW_CONN_{conn_id.upper()}): {exc}"
-        ) from exc
+    conn = get_connection(conn_id)
     if conn.conn_type not in ("postgres", "postgresql"):
         raise ConfigError(f"connection {conn_id!r} must be of type postgres, not {conn.conn_type!r}")
     params: dict[str, Any] = {
@@ -99,12 +92,7 @@ class MessageCenterDbHook:
 
 def instance_id_of(conn_id: str) -> int:
     """The ``instance_id`` (1..255) in the extra of execution-instance connection ``conn_id``."""
-    from airflow.sdk import BaseHook
-
-    try:
-        extra = BaseHook.get_connection(conn_id).extra_dejson or {}
-    except Exception as exc:
-        raise ConfigError(f"Airflow connection {conn_id!r} is not defined: {exc}") from exc
+    extra = get_connection(conn_id).extra_dejson or {}
     value: Any = extra.get("instance_id")  # whatever JSON the operator typed
     try:
         instance_id = int(value)

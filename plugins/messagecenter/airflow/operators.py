@@ -301,31 +301,25 @@ class PublishTemplatesOperator(_InstanceOperator):
         self.force = force
 
     def run(self, context: Context) -> dict[str, int]:
-        from messagecenter.templates.publishing import publish_latest
+        from messagecenter.airflow.actions import publish_to_instance
 
         params = context.get("params") or {}
         force = self.force or str(params.get("force", False)).lower() in ("true", "1")
-        with (
-            MessageCenterDbHook(self.exec_conn_id).connect() as exec_conn,
-            MessageCenterDbHook(self.control_conn_id).connect() as control_conn,
-        ):
-            if force:
-                self.log.warning("Publishing on %s whether its workflows run or not (force)", self.instance)
-            else:
-                heartbeat.require_started(
-                    exec_conn,
-                    instance=self.instance,
-                    max_age_seconds=get_settings().monitoring.heartbeat_max_age,
-                )
-            published = publish_latest(control_conn, exec_conn)
-        created = sum(p.created for p in published)
+        if force:
+            self.log.warning("Publishing on %s whether its workflows run or not (force)", self.instance)
+        counts = publish_to_instance(
+            MessageCenterDbHook(self.control_conn_id),
+            MessageCenterDbHook(self.exec_conn_id),
+            instance=self.instance,
+            force=force,
+        )
         self.log.info(
             "Published on %s: %s new version(s), %s already there",
             self.instance,
-            created,
-            len(published) - created,
+            counts["created"],
+            counts["unchanged"],
         )
-        return {"created": created, "unchanged": len(published) - created}
+        return counts
 
 
 class PurgeArchivedOperator(_ExecutionOperator):

@@ -1,46 +1,99 @@
-"""The execution-instance registry on Airflow's side: Variables, the metadata DB and reparse requests.
+"""Which execution instances the control instance archives: one ``mc_exec_<instance>`` connection each.
 
-The plugin keeps Airflow Variables ``mc_archiving__<instance>`` in step with the ``mc_exec_*``
-connections of the metadata DB (it runs in the API server, where the ORM is allowed), and the
-explicit "Create the archiving workflow" action writes one for a connection only a secrets backend
-knows. DAG files read them with :func:`archiving_instances`, through ``Variable.keys`` and a
-last-known-good cache (``messagecenter.control.registry``).
+Registering an execution instance is adding its connection. Airflow 3 DAG files may not list
+connections from the metadata DB, so the archiving DAG file (:func:`archiving_instances`) reads two
+things it can see at parse time:
+
+* connections defined in the environment (``AIRFLOW_CONN_MC_EXEC_*``), by scanning ``os.environ``;
+* Airflow Variables ``mc_archiving__<instance>``, which the Message Center plugin keeps in step with
+  the ``mc_exec_*`` connections of the metadata DB (:func:`sync_registry`: it runs in the API
+  server, where the ORM is allowed), and which the explicit "Create the archiving workflow" action
+  (``messagecenter.airflow.actions.register_instance``) writes for a connection that only a secrets
+  backend knows.
+
+A failed Variable lookup never yields an empty list nor raises while a previous list is known: the
+last known good list is kept in a local cache file, because Airflow deactivates the DAGs of a file
+that raises or stops defining them. The naming conventions (connection ``mc_exec_<instance>``, DAG
+``mcArchiving_<instance>``) are here too, so a DAG file needs nothing else.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from messagecenter.control import registry
-from messagecenter.control.registry import (
-    NAME_RE,
-    archiving_dag_id,
-    check_instance_name,
-    instance_name,
-    workflow,
-)
+from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import EXEC_CONN_PREFIX
 
 log = logging.getLogger(__name__)
 
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+_ENV_PREFIX = "AIRFLOW_CONN_" + EXEC_CONN_PREFIX.upper()
 VARIABLE_PREFIX = "mc_archiving__"
 ARCHIVING_DAG_FILE = "mc_archiving.py"  # relative to the dags folder (the "dags-folder" bundle)
 DAGS_BUNDLE = "dags-folder"
 MIRRORED = "Mirrored from connection {conn_id} by the Message Center plugin"
 REGISTERED = "Registered with 'Create the archiving workflow' for connection {conn_id}"
 
-__all__ = [
-    "archiving_dag_id",
-    "archiving_instances",
-    "register_instance",
-    "registered_instances",
-    "sync_registry",
-    "unregister_instance",
-    "workflow",
-]
+
+# --- Naming conventions ------------------------------------------------------------------------------
+
+
+def instance_name(conn_id: str) -> str | None:
+    """``paris`` for ``mc_exec_paris``; ``None`` for a connection that is not an execution instance."""
+    if not conn_id.startswith(EXEC_CONN_PREFIX):
+        return None
+    name = conn_id[len(EXEC_CONN_PREFIX) :]
+    return name if NAME_RE.match(name) else None
+
+
+def check_instance_name(name: str) -> str:
+    """``name`` if it can name an instance (a DAG id suffix), else :class:`ConfigError`."""
+    if not NAME_RE.match(name):
+        raise ConfigError(
+            f"invalid execution instance name {name!r}: use lower-case letters, digits and _ "
+            f"(the connection is {EXEC_CONN_PREFIX}<name>)"
+        )
+    return name
+
+
+def archiving_dag_id(instance: str) -> str:
+    return f"mcArchiving_{instance}"
+
+
+def workflow(instance: str) -> dict[str, str]:
+    """What the "Create the archiving workflow" action reports for ``instance`` (CLI, API and page)."""
+    return {
+        "instance": instance,
+        "connection": EXEC_CONN_PREFIX + instance,
+        "dag_id": archiving_dag_id(instance),
+    }
+
+
+# --- What a DAG file may read: the environment, Variables, the last known good list -----------------
+
+
+def env_instances(environ: Mapping[str, str] | None = None) -> set[str]:
+    """Instances whose connection is an ``AIRFLOW_CONN_MC_EXEC_*`` environment variable."""
+    environ = os.environ if environ is None else environ
+    names = (
+        instance_name(key[len("AIRFLOW_CONN_") :].lower()) for key in environ if key.startswith(_ENV_PREFIX)
+    )
+    return {name for name in names if name}
+
+
+def cache_path() -> Path:
+    """Last known good list, on the local disk of each dag-processor and worker (``MC_REGISTRY_CACHE``)."""
+    configured = os.environ.get("MC_REGISTRY_CACHE")
+    if configured:
+        return Path(configured)
+    home = Path(os.environ.get("AIRFLOW_HOME") or Path.home() / "airflow")
+    return home / "messagecenter" / "archiving_instances.json"
 
 
 def archiving_instances(
@@ -49,9 +102,41 @@ def archiving_instances(
     lookup: Callable[[], Iterable[str]] | None = None,
     cache: Path | None = None,
 ) -> list[str]:
-    """Every execution instance to archive: environment connections plus registered Variables
-    (``lookup`` replaces the Variable lookup, e.g. in a test)."""
-    return registry.archiving_instances(environ=environ, lookup=lookup or registered_instances, cache=cache)
+    """Every execution instance to archive, sorted: environment connections plus registered ones.
+
+    :param lookup: reads the registered instances (default :func:`registered_instances`, the
+        Variables; a test passes its own); when it fails, the last list it returned on this machine
+        is used.
+
+    :raises ConfigError: the registry cannot be read and no list was ever read on this machine.
+    """
+    cache = cache or cache_path()
+    try:
+        registered = set((lookup or registered_instances)())
+    except Exception as exc:  # any backend or driver error: keep the DAGs we had
+        try:
+            registered = set(json.loads(cache.read_text())["instances"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError(
+                f"cannot read the execution-instance registry ({exc}) and no last known list at {cache}"
+            ) from exc
+        log.warning("Execution-instance registry unreadable (%s); using the last known list %s", exc, cache)
+    else:
+        _write_cache(cache, registered)
+    return sorted(env_instances(environ) | registered)
+
+
+def _write_cache(cache: Path, instances: set[str]) -> None:
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"instances": sorted(instances)}))
+        tmp.replace(cache)  # atomic: a concurrent parse never reads half a file
+    except OSError as exc:
+        log.warning("Cannot write the registry cache %s: %s", cache, exc)
+
+
+# --- The registry on Airflow's side: Variables, the metadata DB, reparse requests ------------------
 
 
 def registered_instances() -> set[str]:
@@ -116,8 +201,9 @@ def sync_registry(session: Any) -> bool:
     return changed
 
 
-def register_instance(session: Any, name: str) -> str:
-    """ "Create the archiving workflow" of ``name``: register it and ask for a reparse; return the DAG id."""
+def add_instance(session: Any, name: str) -> str:
+    """Register ``name`` in ``session`` and ask for a reparse; return its archiving DAG id (the
+    operator action is ``messagecenter.airflow.actions.register_instance``)."""
     from airflow.models.variable import Variable
 
     conn_id = EXEC_CONN_PREFIX + check_instance_name(name)
@@ -128,7 +214,7 @@ def register_instance(session: Any, name: str) -> str:
     return archiving_dag_id(name)
 
 
-def unregister_instance(session: Any, name: str) -> bool:
+def remove_instance(session: Any, name: str) -> bool:
     """Remove ``name`` from the registry (its DAG goes once reparsed); False if it was not registered."""
     from airflow.models.variable import Variable
 

@@ -10,6 +10,7 @@ import logging
 import smtplib
 from typing import Any
 
+from messagecenter.airflow.connections import get_connection
 from messagecenter.core import settings
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.types import Channel
@@ -47,11 +48,9 @@ def smtp_transport(conn_id: str = settings.SMTP_CONN_ID, *, from_email: str | No
 def _provider_limits(conn_id: str, *, deadline: float, max_connections: int) -> dict[str, Any]:
     """The extras every provider connection may set (``deadline``, ``max_connections``,
     ``max_rate``), checked, with the transport's defaults for those it leaves out."""
-    from airflow.sdk import BaseHook
-
     try:
-        extra = BaseHook.get_connection(conn_id).extra_dejson or {}
-    except Exception:  # not defined: the transport reports that when it opens
+        extra = get_connection(conn_id).extra_dejson or {}
+    except ConfigError:  # not defined: the transport reports that when it opens
         extra = {}
     return {
         "deadline": _number(conn_id, extra, "deadline", deadline, 0, 3600),
@@ -120,12 +119,7 @@ def endpoint_from_airflow(conn_id: str) -> HttpEndpoint:
     ``endpoint`` (path, default ``/``), ``headers`` (object), ``token`` (sent as ``Authorization:
     Bearer``, and then login/password are not used); otherwise login/password mean HTTP basic auth.
     """
-    from airflow.sdk import BaseHook  # heavy import, kept out of module scope
-
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:  # AirflowNotFoundException and secrets backend errors alike
-        raise ConfigError(f"Airflow connection {conn_id!r} is not usable: {exc}") from exc
+    conn = get_connection(conn_id)
     host = (conn.host or "").strip()
     if not host:
         raise ConfigError(f"connection {conn_id!r} has no host")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -14,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
+from messagecenter.airflow.connections import api_tokens, matching_token
 from messagecenter.airflow.hooks import MessageCenterDbHook
 from messagecenter.core.settings import API_CONN_ID, Settings, get_settings
 
@@ -52,7 +52,7 @@ class ApiState:
     def tokens(self) -> tuple[str, ...]:
         with self._lock:
             if self._tokens is None:
-                self._tokens = self.settings.api_tokens or _tokens_from_connection()
+                self._tokens = api_tokens(self.settings)
                 if not self._tokens:
                     log.warning("No API token configured (MC_API_TOKENS or connection %s)", API_CONN_ID)
             return self._tokens
@@ -67,17 +67,6 @@ class ApiState:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
-
-
-def _tokens_from_connection() -> tuple[str, ...]:
-    """Tokens kept as the password of the ``mc_api`` connection (comma-separated), if it exists."""
-    from airflow.sdk import BaseHook
-
-    try:
-        password = BaseHook.get_connection(API_CONN_ID).password or ""
-    except Exception:  # not defined: no token from there
-        return ()
-    return tuple(t.strip() for t in password.split(",") if t.strip())
 
 
 # Dependencies that do not block are ``async``: FastAPI runs a sync one in a worker thread, and
@@ -115,7 +104,5 @@ async def require_token(
     )
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise unauthorized
-    given = credentials.credentials.encode()
-    # Compare against every token so the time taken does not reveal which one nearly matched.
-    if not any([secrets.compare_digest(given, t.encode()) for t in tokens]):
+    if matching_token(tokens, credentials.credentials) is None:
         raise unauthorized

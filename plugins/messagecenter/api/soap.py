@@ -33,6 +33,7 @@ from fastapi.responses import PlainTextResponse
 from psycopg_pool import PoolTimeout
 
 from messagecenter import __version__
+from messagecenter.airflow.connections import matching_token
 from messagecenter.api.deps import ApiState
 from messagecenter.core.errors import ConfigError
 from messagecenter.intake import store
@@ -73,16 +74,6 @@ _MAX_CREDENTIAL = 4096
 # -- Credentials ------------------------------------------------------------------------------------
 
 
-def _matching(tokens: tuple[str, ...], given: str) -> str | None:
-    """The API token equal to ``given``, compared in constant time against every token."""
-    given_bytes = given.encode()
-    found = None
-    for token in tokens:
-        if secrets.compare_digest(given_bytes, token.encode()):
-            found = token
-    return found
-
-
 def _mac(token: str, payload: str) -> str:
     return hmac.new(token.encode(), _SESSION_DOMAIN + payload.encode(), hashlib.sha256).hexdigest()
 
@@ -114,11 +105,11 @@ def valid_credential(tokens: tuple[str, ...], value: str, *, bearer: bool = Fals
     if not value or len(value) > _MAX_CREDENTIAL:
         return False
     if bearer:
-        return _matching(tokens, value) is not None
+        return matching_token(tokens, value) is not None
     if value.startswith(_SESSION_PREFIX):
         return _valid_session_token(tokens, value)
     _login, sep, password = value.partition("/")
-    return bool(sep) and _matching(tokens, password) is not None
+    return bool(sep) and matching_token(tokens, password) is not None
 
 
 def _http_credentials(request: Request) -> tuple[str | None, list[str]]:
@@ -144,7 +135,7 @@ def _logon(state: ApiState, call: SoapCall) -> bytes:
     ``BearerTokenLogon(sessiontoken, strBearerToken)``: an API token buys a session token."""
     bearer = call.method == "BearerTokenLogon"
     login, secret = ("", call.text(1).strip()) if bearer else (call.text(1).strip(), call.text(2).strip())
-    token = _matching(state.tokens, secret) if secret and len(secret) <= _MAX_CREDENTIAL else None
+    token = matching_token(state.tokens, secret) if secret and len(secret) <= _MAX_CREDENTIAL else None
     if token is None:
         raise invalid_login(call.service, call.method)
     return logon_response(

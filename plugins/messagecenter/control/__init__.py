@@ -1,2 +1,3 @@
-"""The control instance's logic: ``archiving`` (copy every execution instance's events into the
-archive) and ``registry`` (which execution instances exist, read from what a DAG file may see)."""
+"""What the control instance does: ``archiving`` (copy every execution instance's events and delivery
+logs into its archive). Which instances exist is read on the Airflow side
+(``messagecenter.airflow.registry``); how the deployment fares, in ``messagecenter.monitoring``."""

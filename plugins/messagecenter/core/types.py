@@ -80,7 +80,6 @@ STATUS_LABELS: dict[Status, str] = {
     Status.NOT_TAKEN_INTO_ACCOUNT: "Event not taken into account",
     Status.EXPIRED: "Event expired",
 }
-DELIVERY_LOG_STATUSES = (Status.SENT, Status.IGNORED, Status.FAILED)  # what a delivery log can say
 
 
 ADDRESS_NAMES: dict[int, str] = {
@@ -92,7 +91,6 @@ ADDRESS_NAMES: dict[int, str] = {
 
 __all__ = [
     "ADDRESS_NAMES",
-    "DELIVERY_LOG_STATUSES",
     "QUEUES",
     "STATUS_LABELS",
     "Channel",

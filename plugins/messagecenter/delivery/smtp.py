@@ -1,6 +1,8 @@
-"""E-mail over SMTP: one authenticated connection per chunk, every answer classified.
+"""E-mail over SMTP: one authenticated connection per transport, every answer classified.
 
-The transport is handed a function that opens an authenticated ``smtplib`` client:
+A delivery chunk keeps up to ``max_connections`` transports open at once (``delivery.pool``), each
+sending its messages one after another over its connection. The transport is handed a function that
+opens an authenticated ``smtplib`` client:
 ``messagecenter.airflow.transports`` opens it with Airflow's ``SmtpHook``, so host, port,
 credentials, SSL/STARTTLS, timeout and retries come from the ``mc_smtp`` connection like for any
 Airflow e-mail. The message is built and sent here: the hook's ``send_email_smtp`` blindly retries
@@ -87,7 +89,7 @@ class SmtpTransport:
     dead server costs one connection attempt per chunk, not one per message.
 
     A missing sender address is a configuration error, not a delivery problem: ``__enter__`` raises
-    :class:`~messagecenter.exceptions.ConfigError` rather than fail every event of the chunk.
+    :class:`~messagecenter.core.errors.ConfigError` rather than fail every event of the chunk.
 
     :param open_client: opens an authenticated client; raises :class:`SmtpOpenError` (or any
         exception) when it cannot.

@@ -3,9 +3,10 @@
 ``split`` (claim a queue's due events into shards), ``link`` (route them to their template),
 ``deliver`` (render, send, log; ``claim`` locks its chunks, ``results`` writes their outcome),
 ``status`` (copy statuses back, expire), ``realtime`` (the rt drain), ``cleanup`` (purge what
-control archived); ``shards`` holds what they pass along. Every
-step is set-based SQL (``include/sql/queries/processing.sql``); Python touches single events only
-to render and send them. The Airflow operators (``messagecenter.airflow.operators``) call these.
+control archived), ``heartbeat`` (each workflow records when it last ran;
+``messagecenter.monitoring`` judges them); ``shards`` holds what they pass along. Every step is
+set-based SQL (``include/sql/queries/*.sql``); Python touches single events only to render and
+send them. The Airflow operators (``messagecenter.airflow.operators``) call these.
 """
 
 from __future__ import annotations

@@ -3,15 +3,16 @@
 ``mc.workflow_heartbeat`` holds one row per workflow (its DAG id): when it last finished a pass,
 how many rows that pass handled and how long it took. The real-time drain, which runs for minutes,
 also refreshes its row while it runs (:class:`Pulse`), so a live drain never looks stopped. The
-doctor, the Message Center page and ``publishTemplates`` read them: templates are deployed only on
-an instance whose technical workflows are started.
+doctor, the Message Center page and ``publishTemplates`` read them, and judge them with
+``messagecenter.monitoring.heartbeats``: templates are deployed only on an instance whose technical
+workflows are started.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,6 @@ from typing import Any
 
 import psycopg
 
-from messagecenter.core.errors import ConfigError
 from messagecenter.db.queries import query
 
 log = logging.getLogger(__name__)
@@ -73,49 +73,6 @@ def read_heartbeats(conn: psycopg.Connection[Any]) -> dict[str, Heartbeat]:
     """Every workflow's heartbeat, by workflow."""
     rows = conn.execute(query("read_heartbeats")).fetchall()
     return {row[0]: Heartbeat(*row) for row in rows}
-
-
-def stale_workflows(
-    heartbeats: Mapping[str, Heartbeat],
-    max_age_seconds: float,
-    workflows: Iterable[str] = TECHNICAL_WORKFLOWS,
-) -> list[str]:
-    """The ``workflows`` with no heartbeat, or none in the last ``max_age_seconds``."""
-    return [
-        name
-        for name in workflows
-        if (beat := heartbeats.get(name)) is None or beat.age_seconds > max_age_seconds
-    ]
-
-
-class WorkflowsNotStarted(ConfigError):
-    """Templates are deployed only on an instance whose technical workflows are started."""
-
-    def __init__(self, instance: str, workflows: list[str], max_age_seconds: float) -> None:
-        self.instance = instance
-        self.workflows = workflows
-        unpause = "; ".join(f"airflow dags unpause {w}" for w in workflows)
-        super().__init__(
-            f"templates not published on {instance}: its technical workflows {', '.join(workflows)} are "
-            f"not started (no heartbeat in the last {max_age_seconds:.0f} s). Start them in the Airflow "
-            f"of {instance} (turn the DAGs on: `{unpause}`), then publish again; or publish anyway with "
-            "the override (DAG param force=true on publishTemplates, `--force` on `python -m "
-            "messagecenter templates publish`)"
-        )
-
-
-def require_started(
-    conn: psycopg.Connection[Any],
-    *,
-    instance: str,
-    max_age_seconds: float,
-    workflows: Iterable[str] = TECHNICAL_WORKFLOWS,
-) -> None:
-    """Refuse (:class:`WorkflowsNotStarted`) unless every technical workflow of the instance that
-    ``conn`` reaches has a heartbeat younger than ``max_age_seconds``."""
-    stale = stale_workflows(read_heartbeats(conn), max_age_seconds, workflows)
-    if stale:
-        raise WorkflowsNotStarted(instance, stale, max_age_seconds)
 
 
 class Pulse:

@@ -9,24 +9,17 @@ import asyncio
 
 from fastapi import APIRouter, HTTPException, status
 
-from messagecenter.airflow import registry
+from messagecenter.airflow import actions, registry
 from messagecenter.api.models import ArchivingWorkflow, ValidationErrorsOrMessage
 from messagecenter.core.errors import ConfigError
 
 router = APIRouter(prefix="/archiving", tags=["archiving"])
 
 
-def _register(instance: str) -> str:
-    from airflow.utils.session import create_session
-
-    with create_session(scoped=False) as session:
-        return registry.register_instance(session, instance)
-
-
 @router.get("", summary="The execution instances archived, with their archiving DAG")
 async def list_archiving_workflows() -> list[ArchivingWorkflow]:
     instances = await asyncio.to_thread(registry.archiving_instances)
-    return [_workflow(name) for name in instances]
+    return [ArchivingWorkflow(**registry.workflow(name)) for name in instances]
 
 
 @router.post(
@@ -42,11 +35,7 @@ async def list_archiving_workflows() -> list[ArchivingWorkflow]:
 )
 async def create_archiving_workflow(instance: str) -> ArchivingWorkflow:
     try:
-        await asyncio.to_thread(_register, instance)
+        created = await asyncio.to_thread(actions.register_instance, instance)
     except ConfigError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
-    return _workflow(instance)
-
-
-def _workflow(instance: str) -> ArchivingWorkflow:
-    return ArchivingWorkflow(**registry.workflow(instance))
+    return ArchivingWorkflow(**created)

@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from messagecenter.airflow import dashboard
+from messagecenter.airflow import actions, readers
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import get_settings
 
@@ -52,7 +52,7 @@ async def page() -> FileResponse:
 
 @router.get("/api/overview", dependencies=[Depends(requires_access_view(AccessView.PLUGINS))])
 async def overview(user: GetUserDep) -> dict[str, Any]:
-    data = await asyncio.to_thread(dashboard.overview, get_settings())
+    data = await asyncio.to_thread(readers.overview, get_settings())
     data["can_create_archiving"] = _can_edit_connections(user)
     return data
 
@@ -68,7 +68,7 @@ async def create_archiving(instance: str, body: CreateArchiving, request: Reques
     if body.instance != instance:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the body names another instance")
     try:
-        return await asyncio.to_thread(dashboard.create_archiving_workflow, instance)
+        return await asyncio.to_thread(actions.register_instance, instance)
     except ConfigError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
 

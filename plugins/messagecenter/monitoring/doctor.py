@@ -1,26 +1,21 @@
 """``python -m messagecenter doctor``: is this deployment ready? Pure checks, one finding each.
 
-Every check takes what was already read (versions, heartbeat ages, DAG states, probe errors) and
+Every check takes what was already read (versions, heartbeat ages, DAG states, probe answers) and
 returns :class:`Finding` s: ``ok``, ``warning`` or ``error``, what was checked, and a message that
-says what to do when it is not ok (which DAG to turn on, which command to run). Reading the
-databases and Airflow is done by ``messagecenter.airflow.doctor``; nothing here needs Airflow, so
-each check and its message is tested on its own.
+says what to do when it is not ok (which DAG to turn on, which command to run). Nothing here reads a
+database, Airflow or the network: ``messagecenter.airflow.readers`` does (the provider probes are
+:mod:`messagecenter.monitoring.probes`), so each check and its message is tested on its own.
 """
 
 from __future__ import annotations
 
 import json
-import smtplib
-import socket
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Literal
 
-import psycopg
-
-from messagecenter.db.queries import fetch_value, query
+from messagecenter.monitoring.heartbeats import is_stale
 
 Level = Literal["ok", "warning", "error"]
 LEVELS: tuple[Level, ...] = ("ok", "warning", "error")
@@ -167,7 +162,7 @@ def check_heartbeats(
         start = airflow_hint or f"turn the DAG {workflow} on (`airflow dags unpause {workflow}`)"
         if age is None:
             findings.append(error(what, f"never ran: {start}"))
-        elif age > max_age_seconds:
+        elif is_stale(age, max_age_seconds):
             findings.append(
                 error(
                     what,
@@ -287,44 +282,3 @@ def check_archive_lag(
             "--from-date ... --to-date ... --reprocess-behavior failed`",
         )
     return ok(what, f"{_age(lag_seconds)} behind")
-
-
-# --- Probes (network): return None when it answers, else the problem ---------------------------
-
-
-def probe_smtp(host: str, port: int, timeout: float = 5.0) -> str | None:
-    """Connect to the SMTP server and say EHLO."""
-    try:
-        with smtplib.SMTP(host, port, timeout=timeout) as client:
-            code, answer = client.ehlo()
-    except (OSError, smtplib.SMTPException) as exc:
-        return f"SMTP server {host}:{port} does not answer ({exc})"
-    if not 200 <= code < 300:
-        return f"SMTP server {host}:{port} refused EHLO ({code} {answer.decode(errors='replace')})"
-    return None
-
-
-def probe_http(url: str, timeout: float = 5.0) -> str | None:
-    """Open a TCP connection to the provider's host and port (no request is sent)."""
-    parts = urlsplit(url)
-    if not parts.hostname:
-        return f"no host in {url!r}"
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        socket.create_connection((parts.hostname, port), timeout=timeout).close()
-    except OSError as exc:
-        return f"{parts.hostname}:{port} does not answer ({exc})"
-    return None
-
-
-# --- Readers -----------------------------------------------------------------------------------------
-
-
-def published_template_count(conn: psycopg.Connection[Any]) -> int:
-    """Template versions an execution instance routes to."""
-    return int(fetch_value(conn, query("count_published_templates")) or 0)
-
-
-def archive_lags(conn: psycopg.Connection[Any]) -> dict[str, float]:
-    """Control: per instance, now minus the end of its archived period, in seconds."""
-    return {instance: lag for instance, _until, lag in conn.execute(query("archive_lags")).fetchall()}

@@ -1,11 +1,12 @@
-"""What the Message Center page shows of one execution instance, read from its database.
+"""What the Message Center page and the doctor measure, each on the database connection it is handed.
 
-Per queue: pending events, their average queue time (how long what is waiting has waited), the
-processing time (arrival to final status) and error rate (Failed / Sent+Ignored+Failed) of the
-last hour, each with Campaign's alert level (``ok``, ``warning``, ``alert``; thresholds from
-:class:`~messagecenter.core.settings.AlertLevels`); events per status received in the last hour and
-day; and events per minute by final status over the last hours (the throughput plot). Levels are
-computed here, so they are tested without a browser.
+Per queue of an execution instance: pending events, their average queue time (how long what is
+waiting has waited), the processing time (arrival to final status) and error rate (Failed /
+Sent+Ignored+Failed) of the last hour, each with Campaign's alert level (``ok``, ``warning``,
+``alert``; thresholds from :class:`~messagecenter.core.settings.AlertLevels`); events per status
+received in the last hour and day; events per minute by final status over the last hours (the
+throughput plot); and the template versions it routes to. On control: each instance's archiving
+lag. Levels are computed here, so they are tested without a browser.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import psycopg
 
 from messagecenter.core.settings import AlertLevels
 from messagecenter.core.types import QUEUES, Status
-from messagecenter.db.queries import query
+from messagecenter.db.queries import fetch_value, query
 
 AlertLevel = Literal["ok", "warning", "alert"]
 HOUR, DAY = 3600, 86_400
@@ -90,3 +91,13 @@ def instance_overview(conn: psycopg.Connection[Any], alerts: AlertLevels) -> dic
         "status_last_day": {queue: status_counts_since(conn, queue, DAY) for queue in QUEUES},
         "throughput": throughput(conn),
     }
+
+
+def published_template_count(conn: psycopg.Connection[Any]) -> int:
+    """Template versions an execution instance routes to."""
+    return int(fetch_value(conn, query("count_published_templates")) or 0)
+
+
+def archive_lags(conn: psycopg.Connection[Any]) -> dict[str, float]:
+    """Control: per instance, now minus the end of its archived period, in seconds."""
+    return {instance: lag for instance, _until, lag in conn.execute(query("archive_lags")).fetchall()}

@@ -1,35 +1,40 @@
-"""The doctor's lookups: Airflow connections and DAGs, the databases they point to, the providers.
+"""What the doctor and the Message Center page read from Airflow and the databases.
 
-What is read here is handed to the pure checks of ``messagecenter.control.doctor``. Every lookup is
-guarded: an unreachable database, an absent connection or an unreadable metadata DB becomes a
-finding, never a traceback.
+Airflow connections and DAGs (the metadata DB), the databases they point to, the providers; what is
+read is handed to ``messagecenter.monitoring`` (the doctor's checks, the page's indicators, the
+heartbeat rule). Every lookup is guarded: an unreachable database, an absent connection or an
+unreadable metadata DB becomes a finding (the doctor) or an error shown in its place (the page),
+never a traceback. The page's data is read in the Airflow API server (the plugin), in a worker
+thread: the execution databases through their Airflow connections (``mc_exec_*`` on a control
+deployment, ``mc_execution`` on an execution-only one), control's archive state, the archiving DAGs.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import psycopg
 
+from messagecenter.airflow import registry
+from messagecenter.airflow.connections import api_tokens, get_connection
 from messagecenter.airflow.hooks import conninfo_from_airflow, instance_id_of
-from messagecenter.control import doctor
-from messagecenter.control.doctor import Finding
-from messagecenter.control.registry import archiving_dag_id, env_instances, instance_name
+from messagecenter.airflow.registry import archiving_dag_id, env_instances, instance_name
 from messagecenter.core.errors import ConfigError
-from messagecenter.core.settings import (
-    API_CONN_ID,
-    EXEC_CONN_PREFIX,
-    PUSH_CONN_ID,
-    SMS_CONN_ID,
-    SMTP_CONN_ID,
-    Settings,
-)
+from messagecenter.core.settings import EXEC_CONN_PREFIX, PUSH_CONN_ID, SMS_CONN_ID, SMTP_CONN_ID, Settings
 from messagecenter.db import schema
-from messagecenter.execution import heartbeat
+from messagecenter.execution.heartbeat import CLEANUP_WORKFLOW, TECHNICAL_WORKFLOWS, read_heartbeats
+from messagecenter.monitoring import doctor, heartbeats, indicators, probes
+from messagecenter.monitoring.doctor import Finding
+
+log = logging.getLogger(__name__)
 
 DagStates = Callable[[Iterable[str]], dict[str, bool | None]]
 CONNECT_TIMEOUT = 5
+
+
+# --- Airflow: DAGs and execution instances ----------------------------------------------------------
 
 
 def dag_states(dag_ids: Iterable[str]) -> dict[str, bool | None]:
@@ -55,20 +60,27 @@ def execution_connections() -> list[str]:
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
-    from messagecenter.airflow.registry import VARIABLE_PREFIX, _orm_variable_keys
-
     with create_session(scoped=False) as session:
         conn_ids = session.scalars(
             select(Connection.conn_id).where(Connection.conn_id.startswith(EXEC_CONN_PREFIX, autoescape=True))
         )
         names = {name for conn_id in conn_ids if (name := instance_name(conn_id))}
     names |= env_instances()
-    names |= {key[len(VARIABLE_PREFIX) :] for key in _orm_variable_keys()}
+    names |= {key[len(registry.VARIABLE_PREFIX) :] for key in registry._orm_variable_keys()}
     return sorted(names)
+
+
+# --- The databases -----------------------------------------------------------------------------------
 
 
 def _connect(conn_id: str) -> psycopg.Connection[Any]:
     return psycopg.connect(conninfo_from_airflow(conn_id), connect_timeout=CONNECT_TIMEOUT, autocommit=True)
+
+
+def _problem(exc: Exception) -> str:
+    """The first line of an error, or its type when it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _read_database(
@@ -81,20 +93,22 @@ def _read_database(
             version = schema.current_version(conn, component)
             data = read(conn) if read is not None and version == newest else None
     except (ConfigError, psycopg.Error) as exc:
-        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return doctor.check_database(conn_id, component, version=None, newest=newest, problem=problem), None
+        finding = doctor.check_database(
+            conn_id, component, version=None, newest=newest, problem=_problem(exc)
+        )
+        return finding, None
     return doctor.check_database(conn_id, component, version=version, newest=newest), data
 
 
 def _heartbeat_ages(conn: psycopg.Connection[Any]) -> dict[str, float | None]:
-    beats = heartbeat.read_heartbeats(conn)
-    return {
-        name: beats[name].age_seconds if name in beats else None for name in heartbeat.TECHNICAL_WORKFLOWS
-    }
+    return heartbeats.heartbeat_ages(read_heartbeats(conn))
 
 
 def _execution_data(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    return {"ages": _heartbeat_ages(conn), "templates": doctor.published_template_count(conn)}
+    return {"ages": _heartbeat_ages(conn), "templates": indicators.published_template_count(conn)}
+
+
+# --- The doctor --------------------------------------------------------------------------------------
 
 
 def _dag_findings(read_states: DagStates, dag_ids: list[str]) -> tuple[list[Finding], dict[str, bool | None]]:
@@ -112,19 +126,17 @@ def _dag_findings(read_states: DagStates, dag_ids: list[str]) -> tuple[list[Find
 
 
 def delivery_findings() -> list[Finding]:
-    """mc_smtp answers EHLO; mc_sms and mc_push accept a TCP connection."""
-    from airflow.sdk import BaseHook
-
+    """mc_smtp answers EHLO; mc_sms and mc_push accept a TCP connection (network probes)."""
     from messagecenter.airflow.transports import endpoint_from_airflow
 
     findings = []
     try:
-        smtp = BaseHook.get_connection(SMTP_CONN_ID)
-    except Exception:
+        smtp = get_connection(SMTP_CONN_ID)
+    except ConfigError:
         findings.append(doctor.check_delivery(SMTP_CONN_ID, "email", "not defined"))
     else:
         host, port = smtp.host or "localhost", int(smtp.port or 25)
-        problem = doctor.probe_smtp(host, port)
+        problem = probes.probe_smtp(host, port)
         findings.append(doctor.check_delivery(SMTP_CONN_ID, "email", problem, f"{host}:{port}"))
     for conn_id, channel in ((SMS_CONN_ID, "sms"), (PUSH_CONN_ID, "push")):
         try:
@@ -132,20 +144,8 @@ def delivery_findings() -> list[Finding]:
         except ConfigError as exc:
             findings.append(doctor.check_delivery(conn_id, channel, str(exc)))
             continue
-        findings.append(doctor.check_delivery(conn_id, channel, doctor.probe_http(url), url))
+        findings.append(doctor.check_delivery(conn_id, channel, probes.probe_http(url), url))
     return findings
-
-
-def api_token_count(settings: Settings) -> int:
-    if settings.api_tokens:
-        return len(settings.api_tokens)
-    from airflow.sdk import BaseHook
-
-    try:
-        password = BaseHook.get_connection(API_CONN_ID).password or ""
-    except Exception:
-        return 0
-    return len([t for t in password.split(",") if t.strip()])
 
 
 def execution_findings(
@@ -155,7 +155,7 @@ def execution_findings(
     findings: list[Finding] = []
     db_finding, data = _read_database(settings.execution_conn_id, "execution", _execution_data)
     findings.append(db_finding)
-    problems, states = _dag_findings(read_states, list(heartbeat.TECHNICAL_WORKFLOWS))
+    problems, states = _dag_findings(read_states, list(TECHNICAL_WORKFLOWS))
     findings += problems
     if states:
         findings += doctor.check_dags(states, why=": no event of its queue is processed")
@@ -165,7 +165,7 @@ def execution_findings(
         )
     if probe_delivery:
         findings += delivery_findings()
-    findings.append(doctor.check_api_tokens(api_token_count(settings)))
+    findings.append(doctor.check_api_tokens(len(api_tokens(settings))))
     if data is not None:
         findings.append(doctor.check_templates(data["templates"]))
     return findings
@@ -179,7 +179,7 @@ def control_findings(
 ) -> list[Finding]:
     """The control role: its database, then each execution instance and its archiving."""
     findings: list[Finding] = []
-    db_finding, lags = _read_database(settings.control_conn_id, "control", doctor.archive_lags)
+    db_finding, lags = _read_database(settings.control_conn_id, "control", indicators.archive_lags)
     findings.append(db_finding)
     try:
         names = instances()
@@ -241,3 +241,82 @@ def run_doctor(settings: Settings, *, roles: Mapping[str, bool] | None = None) -
     if roles.get("control"):
         findings += control_findings(settings)
     return findings
+
+
+# --- The page ----------------------------------------------------------------------------------------
+
+
+def instances(settings: Settings) -> list[tuple[str, str]]:
+    """(name, connection id) of each execution instance the page shows."""
+    names: list[str] = []
+    if settings.runs_control:
+        try:
+            names = execution_connections()
+        except Exception as exc:
+            log.warning("Cannot list the mc_exec_* connections: %s", exc)
+    found = [(name, EXEC_CONN_PREFIX + name) for name in names]
+    if not found and settings.runs_execution:
+        found = [("this instance", settings.execution_conn_id)]
+    return found
+
+
+def _instance(name: str, conn_id: str, settings: Settings) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": name, "connection": conn_id, "error": None}
+    try:
+        with _connect(conn_id) as conn:
+            data.update(indicators.instance_overview(conn, settings.monitoring.alerts))
+            beats = read_heartbeats(conn)
+    except (ConfigError, psycopg.Error) as exc:
+        data["error"] = _problem(exc)
+        return data
+    data["heartbeats"] = [
+        beats[w].to_json() if w in beats else {"workflow": w, "last_run": None, "age_seconds": None}
+        for w in (*TECHNICAL_WORKFLOWS, CLEANUP_WORKFLOW)
+    ]
+    data["stale_workflows"] = heartbeats.stale_workflows(beats, settings.monitoring.heartbeat_max_age)
+    return data
+
+
+def _archive_lags(settings: Settings) -> dict[str, float] | None:
+    try:
+        with _connect(settings.control_conn_id) as conn:
+            return indicators.archive_lags(conn)
+    except (ConfigError, psycopg.Error) as exc:
+        log.warning("Archive state unreadable: %s", exc)
+        return None
+
+
+def overview(settings: Settings, *, with_doctor: bool = True) -> dict[str, Any]:
+    """Everything the page shows."""
+    found = instances(settings)
+    shown = [_instance(name, conn_id, settings) for name, conn_id in found]
+    if settings.runs_control:
+        lags = _archive_lags(settings)
+        exec_names = [name for name, conn_id in found if conn_id.startswith(EXEC_CONN_PREFIX)]
+        try:
+            states = dag_states([archiving_dag_id(n) for n in exec_names])
+        except Exception as exc:
+            log.warning("Metadata DB unreadable: %s", exc)
+            states = {}
+        for item in shown:
+            if not item["connection"].startswith(EXEC_CONN_PREFIX):
+                continue
+            dag_id = archiving_dag_id(item["name"])
+            paused = states.get(dag_id)
+            item["archiving"] = {
+                "dag_id": dag_id,
+                "state": "absent" if paused is None else ("paused" if paused else "on"),
+                "lag_seconds": None if lags is None else lags.get(item["name"]),
+                "lag_warning_seconds": settings.monitoring.archive_lag_warning,
+            }
+    findings = run_doctor(settings) if with_doctor else []
+    return {
+        "instances": shown,
+        "alerts": {
+            "pending": settings.monitoring.alerts.pending,
+            "queue_seconds": settings.monitoring.alerts.queue_seconds,
+            "processing_seconds": settings.monitoring.alerts.processing_seconds,
+            "error_rate_percent": settings.monitoring.alerts.error_rate_percent,
+        },
+        "doctor": {"exit_code": doctor.exit_code(findings), "findings": [f.to_json() for f in findings]},
+    }

@@ -1,4 +1,5 @@
--- The Message Center page (execution database of one instance). `{events}` is a queue's table.
+-- What monitoring/indicators.py measures for the Message Center page and the doctor (execution
+-- database of one instance, unless said otherwise). `{events}` is a queue's table.
 
 -- name: queue_now
 -- Pending events (0 pending, 1 pending delivery) and how long they have been waiting on average.
@@ -30,3 +31,13 @@ SELECT extract(epoch FROM date_trunc('minute', processed))::bigint AS minute, st
 FROM {events}
 WHERE status >= 2 AND processed >= clock_timestamp() - make_interval(secs => %(seconds)s)
 GROUP BY 1, 2 ORDER BY 1, 2;
+
+-- name: count_published_templates
+-- Execution: template versions the instance routes to.
+SELECT count(*) FROM mc.published_template;
+
+-- name: archive_lags
+-- Control: per instance, how far behind its archive is (now - end of the archived period).
+SELECT instance, archived_until, extract(epoch FROM clock_timestamp() - archived_until)::float8 AS lag_seconds
+FROM mc.archive_state
+ORDER BY instance;

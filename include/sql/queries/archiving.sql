@@ -25,7 +25,8 @@ FROM mc.event_histo WITH NO DATA;
 -- name: create_log_stage
 CREATE TEMP TABLE log_stage ON COMMIT DROP AS
 SELECT instance_id, id, event_id, queue, status, channel, address, template_id, template_version,
-       message_id, provider_answer, error, tries, created
+       message_id, provider_answer, error, tries, created, delivery, failure_type, failure_reason,
+       feedback_text, feedback_at, last_modified
 FROM mc.delivery_log_histo WITH NO DATA;
 
 -- name: select_events
@@ -38,11 +39,12 @@ FROM {events}
 WHERE last_modified < %(end)s AND (%(low)s::timestamptz IS NULL OR last_modified >= %(low)s)
 
 -- name: select_logs
--- Delivery logs written in [low, end); a log never changes once written.
+-- Delivery logs written or changed (delivery feedback) in [low, end).
 SELECT %(instance_id)s::smallint, id, event_id, queue, status, channel, address, template_id,
-       template_version, message_id, provider_answer, error, tries, created
+       template_version, message_id, provider_answer, error, tries, created, delivery,
+       failure_type, failure_reason, feedback_text, feedback_at, last_modified
 FROM mc.delivery_log
-WHERE created < %(end)s AND (%(low)s::timestamptz IS NULL OR created >= %(low)s)
+WHERE last_modified < %(end)s AND (%(low)s::timestamptz IS NULL OR last_modified >= %(low)s)
 
 -- name: upsert_events
 -- New events, or a newer state of archived ones; a rerun finds nothing to change (rowcount 0).
@@ -62,11 +64,16 @@ WHERE excluded.last_modified > h.last_modified
            IS DISTINCT FROM (h.status, h.template_id, h.template_version, h.errors, h.processed));
 
 -- name: insert_logs
-INSERT INTO mc.delivery_log_histo (
+INSERT INTO mc.delivery_log_histo AS h (
     instance_id, id, event_id, queue, status, channel, address, template_id, template_version,
-    message_id, provider_answer, error, tries, created)
+    message_id, provider_answer, error, tries, created, delivery, failure_type, failure_reason,
+    feedback_text, feedback_at, last_modified)
 SELECT * FROM log_stage
-ON CONFLICT (instance_id, id) DO NOTHING;
+ON CONFLICT (instance_id, id) DO UPDATE SET
+    status = excluded.status, delivery = excluded.delivery, failure_type = excluded.failure_type,
+    failure_reason = excluded.failure_reason, feedback_text = excluded.feedback_text,
+    feedback_at = excluded.feedback_at, last_modified = excluded.last_modified, archived_at = now()
+WHERE excluded.last_modified > h.last_modified OR h.last_modified IS NULL;
 
 -- name: record_run
 -- The archived period only grows: each run reads from the previous archived_until. lag_seconds is
@@ -108,11 +115,12 @@ WHERE id IN (
 );
 
 -- name: purge_logs
--- One batch of archived delivery logs older than the retention, already copied onto their event.
+-- One batch of archived delivery logs older than the retention (last changed then), already
+-- copied onto their event.
 DELETE FROM mc.delivery_log
 WHERE id IN (
     SELECT id FROM mc.delivery_log
-    WHERE created < least(now() - make_interval(secs => %(retention)s),
+    WHERE last_modified < least(now() - make_interval(secs => %(retention)s),
                           (SELECT archived_until FROM mc.archive_mark))
       AND txid < (SELECT txid FROM mc.status_watermark WHERE name = 'delivery_log')
     LIMIT %(limit)s

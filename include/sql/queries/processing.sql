@@ -115,8 +115,10 @@ FROM unnest(%(id)s::bigint[], %(errors)s::integer[], %(next_try)s::timestamptz[]
 WHERE {events}.id = v.id AND status = 1;
 
 -- name: quarantined
--- Which of these addresses must not receive messages on this channel.
-SELECT address FROM mc.quarantine WHERE channel = %(channel)s AND address = ANY(%(addresses)s);
+-- These addresses' quarantine status on this channel, when not Valid: Quarantine (2) and
+-- Denylisted (3) receive nothing; With errors (1) is sent to, and a success makes it Valid.
+SELECT address, status FROM mc.quarantine
+WHERE channel = %(channel)s AND address = ANY(%(addresses)s) AND status > 0;
 
 -- name: listen_rt_events
 -- The rt queue's statement trigger notifies this channel when an insert commits.
@@ -139,12 +141,14 @@ ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, updated_at = excluded.upd
 -- later run (the next watermark is at most their id); re-reading a log is harmless (status = 1).
 -- errors: the failed send attempts (tries counts every attempt, the successful one included).
 -- status 6: expired by expire_events while its delivery was finishing; the message went out.
+-- 2 -> 4: a log that failed after the send (a bounce a week later) is copied again; nothing else
+-- changes a final status.
 UPDATE {events} AS e
-SET status = l.status, errors = l.tries - (l.status = 2)::int, next_try = NULL, processed = l.created,
-    last_modified = now()
+SET status = l.status, errors = l.tries - (l.status = 2)::int, next_try = NULL,
+    processed = coalesce(e.processed, l.created), last_modified = now()
 FROM mc.delivery_log AS l
 WHERE l.txid >= %(low)s AND l.queue = %(queue)s
-  AND e.id = l.event_id AND e.status IN (1, 6);
+  AND e.id = l.event_id AND (e.status IN (1, 6) OR (e.status = 2 AND l.status = 4));
 
 -- name: expire_events
 -- 0 / 1 -> 6: not delivered within the queue's validity (counted from `scheduled` when set).

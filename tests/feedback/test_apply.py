@@ -31,7 +31,9 @@ def qualify(text: str, status: str | None) -> Qualification:
     return Qualification(FailureType.SOFT, FailureReason.NOT_DEFINED, lowered, None)
 
 
-def sent(conn: psycopg.Connection[Any], event_id: int, address: str, *, message_id: str | None = None) -> None:
+def sent(
+    conn: psycopg.Connection[Any], event_id: int, address: str, *, message_id: str | None = None
+) -> None:
     """An event Sent: its row in the queue and its delivery log, as the workflows leave them."""
     conn.execute(
         "INSERT INTO mc.batch_event (id, event_type, channel, email, status, created, last_modified) "
@@ -163,7 +165,9 @@ def test_unqualified_texts_are_counted_never_dropped(conn) -> None:
         Feedback("mailbox", "failed", event_id=1, text="weird thing"),
         Feedback("mailbox", "failed", event_id=2, text="weird thing"),
     )
-    rows = conn.execute("SELECT feedback_key, failure_reason, occurrences FROM mc.feedback_message").fetchall()
+    rows = conn.execute(
+        "SELECT feedback_key, failure_reason, occurrences FROM mc.feedback_message"
+    ).fetchall()
     assert rows == [("weird thing", 0, 2)]
 
 

@@ -19,7 +19,8 @@ def test_the_headers_follow_rfc_8058() -> None:
     found = headers("https://mc.example.com/messagecenter/", Channel.EMAIL, "a@example.com", 1, KEY)
     assert found["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = found["List-Unsubscribe"]
-    assert url.startswith("<https://mc.example.com/messagecenter/api/v1/unsubscribe/") and url.endswith(">")
+    assert url.startswith("<https://mc.example.com/messagecenter/api/v1/unsubscribe/")
+    assert url.endswith(">")
     assert read_token(url[1:-1].rsplit("/", 1)[1], KEY) == Unsubscription(Channel.EMAIL, "a@example.com", 1)
 
 
@@ -41,6 +42,6 @@ def test_forged_or_malformed_tokens_read_as_nothing(mangle) -> None:
 
 def test_another_address_under_the_same_signature_is_refused() -> None:
     token = make_token(Channel.EMAIL, "a@example.com", 1, KEY)
-    body, mac = token.split(".")
+    _body, mac = token.split(".")
     forged = make_token(Channel.EMAIL, "b@example.com", 1, KEY).split(".")[0] + "." + mac
     assert read_token(forged, KEY) is None

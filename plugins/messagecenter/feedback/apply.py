@@ -114,7 +114,9 @@ class _Log:
     status: int
 
 
-def _fresh(conn: psycopg.Connection[Any], items: Sequence[Feedback], counts: FeedbackCounts) -> list[Feedback]:
+def _fresh(
+    conn: psycopg.Connection[Any], items: Sequence[Feedback], counts: FeedbackCounts
+) -> list[Feedback]:
     """Drop the provider events applied before (and repeats inside the batch)."""
     by_source: dict[str, list[str]] = {}
     for item in items:
@@ -122,7 +124,9 @@ def _fresh(conn: psycopg.Connection[Any], items: Sequence[Feedback], counts: Fee
             by_source.setdefault(item.source, []).append(item.event_key)
     new: set[tuple[str, str]] = set()
     for source, keys in by_source.items():
-        rows = conn.execute(query("mark_feedback_seen"), {"provider": source, "keys": list(dict.fromkeys(keys))})
+        rows = conn.execute(
+            query("mark_feedback_seen"), {"provider": source, "keys": list(dict.fromkeys(keys))}
+        )
         new.update((source, key) for (key,) in rows.fetchall())
     fresh = []
     for item in items:
@@ -135,7 +139,9 @@ def _fresh(conn: psycopg.Connection[Any], items: Sequence[Feedback], counts: Fee
     return fresh
 
 
-def _logs(conn: psycopg.Connection[Any], items: Sequence[Feedback]) -> tuple[dict[int, _Log], dict[str, _Log]]:
+def _logs(
+    conn: psycopg.Connection[Any], items: Sequence[Feedback]
+) -> tuple[dict[int, _Log], dict[str, _Log]]:
     event_ids = sorted({i.event_id for i in items if i.event_id is not None})
     message_ids = sorted({i.message_id for i in items if i.event_id is None and i.message_id})
     by_event: dict[int, _Log] = {}
@@ -234,7 +240,16 @@ def _write_logs(
     if not per_log:
         return {}
     columns: dict[str, list[Any]] = {
-        k: [] for k in ("log_id", "outcome", "failure_type", "failure_reason", "feedback_text", "feedback_key", "at")
+        k: []
+        for k in (
+            "log_id",
+            "outcome",
+            "failure_type",
+            "failure_reason",
+            "feedback_text",
+            "feedback_key",
+            "at",
+        )
     }
     for log_id, (item, found, _) in per_log.items():
         columns["log_id"].append(log_id)
@@ -337,7 +352,9 @@ def _count_texts(conn: psycopg.Connection[Any], texts: dict[str, list[Any]]) -> 
     )
 
 
-def _keep_unmatched(conn: psycopg.Connection[Any], unmatched: list[tuple[Feedback, Qualification | None]]) -> None:
+def _keep_unmatched(
+    conn: psycopg.Connection[Any], unmatched: list[tuple[Feedback, Qualification | None]]
+) -> None:
     if not unmatched:
         return
     conn.execute(
@@ -381,7 +398,9 @@ def qualify_send_failures(
         rows = conn.execute(query("unqualified_send_failures"), {"limit": limit}).fetchall()
         if not rows:
             return 0
-        columns: dict[str, list[Any]] = {k: [] for k in ("log_id", "failure_type", "failure_reason", "feedback_key")}
+        columns: dict[str, list[Any]] = {
+            k: [] for k in ("log_id", "failure_type", "failure_reason", "feedback_key")
+        }
         per_address: dict[tuple[int, str], tuple[int, Qualification, datetime, str]] = {}
         texts: dict[str, list[Any]] = {}
         for log_id, _event_id, channel, address, text, from_provider, created in rows:

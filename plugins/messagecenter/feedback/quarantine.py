@@ -93,7 +93,15 @@ def _state(row: tuple[Any, ...]) -> AddressState:
     channel, address, status, errors, failure_reason, reason, last_error, source, _created, updated = row
     label = FailureReason(failure_reason).label if failure_reason is not None else None
     return AddressState(
-        Channel(channel).label, address, AddressStatus(status), errors, reason, label, last_error, source, updated
+        Channel(channel).label,
+        address,
+        AddressStatus(status),
+        errors,
+        reason,
+        label,
+        last_error,
+        source,
+        updated,
     )
 
 

@@ -11,11 +11,12 @@ import pytest
 from messagecenter.core.types import Channel
 from messagecenter.db.queries import query
 from messagecenter.execution.status import update_events_status
-from messagecenter.feedback.apply import Feedback, QuarantineRules, apply_feedback, qualify_send_failures
+from messagecenter.core.settings import FeedbackSettings
+from messagecenter.feedback.apply import Feedback, apply_feedback, qualify_send_failures
 from messagecenter.feedback.quarantine import AddressStatus, get_state, release_automatically, set_status
 from messagecenter.feedback.types import FailureReason, FailureType, Qualification
 
-RULES = QuarantineRules(max_errors=3, significant_error_seconds=86_400)
+RULES = FeedbackSettings(max_errors=3, significant_error=timedelta(days=1))
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
 
@@ -128,7 +129,9 @@ def test_a_complaint_denylists_and_nothing_releases_it(conn) -> None:
     apply(conn, Feedback("mailbox", "failed", event_id=2, text="550 5.1.1", at=T0))
     assert get_state(conn, Channel.EMAIL, "angry@example.com").status == AddressStatus.DENYLISTED
     conn.execute("UPDATE mc.quarantine SET last_error = now() - interval '400 days'")
-    release_automatically(conn, QuarantineRules(reset_seconds=1, mailbox_full_seconds=1))
+    release_automatically(
+        conn, FeedbackSettings(reset_after=timedelta(seconds=1), mailbox_full_release=timedelta(seconds=1))
+    )
     assert get_state(conn, Channel.EMAIL, "angry@example.com").status == AddressStatus.DENYLISTED
 
 

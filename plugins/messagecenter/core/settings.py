@@ -323,10 +323,91 @@ class ArchivingSettings:
 
 
 @dataclass(frozen=True)
+class FeedbackSettings:
+    """What happens after "Sent": bounces, complaints, unsubscribes and the quarantine (Campaign's defaults)."""
+
+    secret: str = setting(
+        "",
+        env="MC_FEEDBACK_SECRET",
+        help="key of the HMACs in VERP return paths and unsubscribe links (32+ characters); "
+        "empty: no VERP, no one-click link",
+    )
+    public_url: str = setting(
+        "",
+        env="MC_PUBLIC_URL",
+        help="the intake API's public base URL (`https://host/messagecenter`), for one-click unsubscribe links",
+    )
+    max_errors: int = setting(
+        5,
+        env="MC_QUARANTINE_MAX_ERRORS",
+        low=1,
+        high=100,
+        help="soft errors (counted once per significant-error period) whose count quarantines the address",
+    )
+    significant_error: timedelta = setting(
+        timedelta(days=1),
+        env="MC_QUARANTINE_SIGNIFICANT_ERROR_SECONDS",
+        unit="seconds",
+        low=0,
+        high=30 * 86_400,
+        help="a soft error counts only this long after the last counted one",
+    )
+    reset_after: timedelta = setting(
+        timedelta(days=10),
+        env="MC_QUARANTINE_RESET_DAYS",
+        unit="days",
+        low=1,
+        high=3_650,
+        help="an address With errors and no new error for this long is Valid again",
+    )
+    mailbox_full_release: timedelta = setting(
+        timedelta(days=30),
+        env="MC_QUARANTINE_MAILBOX_FULL_DAYS",
+        unit="days",
+        low=1,
+        high=3_650,
+        help="an address quarantined for Mailbox full is released after this long",
+    )
+    bounce_batch: int = setting(
+        200,
+        env="MC_BOUNCE_BATCH",
+        low=1,
+        high=10_000,
+        help="bounce mails read and applied per transaction by `bounceProcessing`",
+    )
+    bounce_max_bytes: int = setting(
+        10 * 1024 * 1024,
+        env="MC_BOUNCE_MAX_BYTES",
+        low=64 * 1024,
+        high=1024**3,
+        help="largest bounce mail read; a larger one is set aside unread",
+    )
+    bounce_max_recipients: int = setting(
+        1_000,
+        env="MC_BOUNCE_MAX_RECIPIENTS",
+        low=1,
+        high=100_000,
+        help="most recipients read from one delivery status notification",
+    )
+    max_webhook_bytes: int = setting(
+        16 * 1024 * 1024,
+        env="MC_WEBHOOK_MAX_BYTES",
+        low=1024,
+        high=1024**3,
+        help="largest provider webhook body the API reads",
+    )
+
+    @property
+    def key(self) -> bytes | None:
+        """The HMAC key, or ``None`` when no secret is set."""
+        return self.secret.encode() if self.secret else None
+
+
+@dataclass(frozen=True)
 class Settings:
     """What this deployment is and where it finds its databases.
 
-    The other settings hang from it in groups: ``intake``, ``processing``, ``monitoring``, ``archiving``.
+    The other settings hang from it in groups: ``intake``, ``processing``, ``monitoring``, ``archiving``, ``feedback``.
     """
 
     role: Role = setting(
@@ -359,6 +440,7 @@ class Settings:
     processing: ProcessingSettings = group(ProcessingSettings)
     monitoring: MonitoringSettings = group(MonitoringSettings)
     archiving: ArchivingSettings = group(ArchivingSettings)
+    feedback: FeedbackSettings = group(FeedbackSettings)
 
     @property
     def runs_execution(self) -> bool:

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import psycopg
 
+from messagecenter.core.settings import FeedbackSettings
 from messagecenter.db.queries import query
 from messagecenter.feedback.types import FailureReason, FailureType, Qualification
 
@@ -66,16 +67,6 @@ class Feedback:
     severity: Literal["permanent", "temporary"] | None = None
     event_key: str | None = None
     at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class QuarantineRules:
-    """Campaign's quarantine thresholds (settings ``MC_QUARANTINE_*``)."""
-
-    max_errors: int = 5
-    significant_error_seconds: float = 86_400
-    reset_seconds: float = 10 * 86_400
-    mailbox_full_seconds: float = 30 * 86_400
 
 
 @dataclass
@@ -181,7 +172,7 @@ def apply_feedback(
     items: Iterable[Feedback],
     *,
     qualify: Qualifier,
-    rules: QuarantineRules,
+    rules: FeedbackSettings,
 ) -> FeedbackCounts:
     """Apply one batch of feedback in one transaction; see the module docstring for what it does."""
     batch = list(items)
@@ -267,7 +258,7 @@ def _quarantine(
     conn: psycopg.Connection[Any],
     per_log: dict[int, tuple[Feedback, Qualification | None, _Log]],
     changed: dict[int, int],
-    rules: QuarantineRules,
+    rules: FeedbackSettings,
     now: datetime,
     counts: FeedbackCounts,
 ) -> None:
@@ -310,7 +301,7 @@ def _quarantine(
             {
                 **columns,
                 "max_errors": rules.max_errors,
-                "significant_seconds": rules.significant_error_seconds,
+                "significant_seconds": rules.significant_error.total_seconds(),
             },
         )
         counts.quarantined = _count_in_quarantine(conn, list(strongest))
@@ -373,7 +364,7 @@ def _keep_unmatched(
 
 
 def rematch_unmatched(
-    conn: psycopg.Connection[Any], *, qualify: Qualifier, rules: QuarantineRules
+    conn: psycopg.Connection[Any], *, qualify: Qualifier, rules: FeedbackSettings
 ) -> FeedbackCounts:
     """Apply the kept feedback whose delivery log exists now (a receipt that beat the submit answer)."""
     with conn.transaction():
@@ -386,7 +377,7 @@ def rematch_unmatched(
 
 
 def qualify_send_failures(
-    conn: psycopg.Connection[Any], *, qualify: Qualifier, rules: QuarantineRules, limit: int = 10_000
+    conn: psycopg.Connection[Any], *, qualify: Qualifier, rules: FeedbackSettings, limit: int = 10_000
 ) -> int:
     """Qualify the synchronous refusals of the latest sends with the same rules as bounces.
 
@@ -434,7 +425,7 @@ def qualify_send_failures(
                     "at": [per_address[k][2] for k in keys],
                     "source": ["refused at send" for _ in keys],
                     "max_errors": rules.max_errors,
-                    "significant_seconds": rules.significant_error_seconds,
+                    "significant_seconds": rules.significant_error.total_seconds(),
                 },
             )
     log.info("Qualified %d send failures (%d addresses counted)", len(rows), len(per_address))

@@ -21,9 +21,9 @@ from typing import Any
 
 import psycopg
 
+from messagecenter.core.settings import FeedbackSettings
 from messagecenter.core.types import Channel
 from messagecenter.db.queries import query
-from messagecenter.feedback.apply import QuarantineRules
 from messagecenter.feedback.types import FailureReason
 
 log = logging.getLogger(__name__)
@@ -145,11 +145,14 @@ def set_status(
     return get_state(conn, channel, address)
 
 
-def release_automatically(conn: psycopg.Connection[Any], rules: QuarantineRules) -> int:
+def release_automatically(conn: psycopg.Connection[Any], rules: FeedbackSettings) -> int:
     """Campaign's cleanup: With errors without error for the reset delay, and Mailbox full after its delay."""
     cur = conn.execute(
         query("release_quarantine_automatically"),
-        {"reset_seconds": rules.reset_seconds, "mailbox_full_seconds": rules.mailbox_full_seconds},
+        {
+            "reset_seconds": rules.reset_after.total_seconds(),
+            "mailbox_full_seconds": rules.mailbox_full_release.total_seconds(),
+        },
     )
     if cur.rowcount:
         log.info("Quarantine: %d addresses released automatically", cur.rowcount)

@@ -56,6 +56,8 @@ class Feedback:
     :param severity: ``permanent`` / ``temporary`` when the provider says so.
     :param event_key: the provider's id of this feedback event, to apply it once.
     :param at: when it happened (default: now).
+    :param expect_address: the address the feedback is about, when it was matched by evidence nobody
+        signed (a Message-ID, a header): the log must be for that address, or it is not this one.
     """
 
     source: str
@@ -67,6 +69,7 @@ class Feedback:
     severity: Literal["permanent", "temporary"] | None = None
     event_key: str | None = None
     at: datetime | None = None
+    expect_address: str | None = None
 
 
 @dataclass
@@ -194,6 +197,12 @@ def apply_feedback(
             target = by_event.get(item.event_id) if item.event_id is not None else None
             if target is None and item.message_id:
                 target = by_message.get(item.message_id)
+            if (
+                target is not None
+                and item.expect_address is not None
+                and (target.address or "").lower() != item.expect_address.lower()
+            ):
+                target = None  # an unsigned match names another recipient: not this log
             if target is None:
                 unmatched.append((item, found))
                 continue

@@ -246,7 +246,8 @@ def _restates(name: str, value: Any) -> list[str]:
     return [
         item.env
         for item in DECLARED
-        if type(value) is type(item.default)
+        if value is not None  # "no value" restates nothing (an unset optional setting, a None constant)
+        and type(value) is type(item.default)
         and value == item.default
         and (lowered.startswith("default_") or item.path.rsplit(".", 1)[-1] in lowered)
     ]

@@ -49,10 +49,14 @@ def _provider_limits(conn_id: str, *, deadline: float, max_connections: int) -> 
     ``max_rate``), checked, with the transport's defaults for those it leaves out."""
     from airflow.sdk import BaseHook
 
+    from messagecenter.airflow.connection_types import plain_extra
+
     try:
-        extra = BaseHook.get_connection(conn_id).extra_dejson or {}
+        conn = BaseHook.get_connection(conn_id)
     except Exception:  # not defined: the transport reports that when it opens
         extra = {}
+    else:  # the keys of the form of a messagecenter_smtp / _http connection too
+        extra = plain_extra(conn.extra_dejson or {}, conn.conn_type)
     return {
         "deadline": _number(conn_id, extra, "deadline", deadline, 0, 3600),
         "max_connections": int(_number(conn_id, extra, "max_connections", max_connections, 0, 1000)),
@@ -122,6 +126,8 @@ def endpoint_from_airflow(conn_id: str) -> HttpEndpoint:
     """
     from airflow.sdk import BaseHook  # heavy import, kept out of module scope
 
+    from messagecenter.airflow.connection_types import plain_extra
+
     try:
         conn = BaseHook.get_connection(conn_id)
     except Exception as exc:  # AirflowNotFoundException and secrets backend errors alike
@@ -138,7 +144,7 @@ def endpoint_from_airflow(conn_id: str) -> HttpEndpoint:
         base = f"{scheme}://{host}"
     if conn.port:
         base += f":{conn.port}"
-    extra = conn.extra_dejson or {}
+    extra = plain_extra(conn.extra_dejson or {}, conn.conn_type)
     endpoint = str(extra.get("endpoint") or "/")
     headers = extra.get("headers") or {}
     if isinstance(headers, str):  # an extra typed in the UI as a JSON string

@@ -9,11 +9,14 @@ DEVPATH := PYTHONPATH=plugins:.
 .PHONY: demo demo-check test lint typecheck contracts docs config-docs bench lock clean
 
 # One environment for the demo, the tests and the docs: production requirements, then the development
-# stack, the test tools and the docs tools on top (the Docker image installs requirements.txt alone).
-$(STAMP): requirements.txt requirements-dev.txt requirements-test.txt requirements-docs.txt
+# stack, the test tools and the docs tools on top, then the package itself, editable (`pip install -e .`:
+# the code that runs stays plugins/messagecenter, and its provider entry point gives Airflow the Message
+# Center connection types). The Docker image installs requirements.txt and the package (`pip install .`).
+$(STAMP): requirements.txt requirements-dev.txt requirements-test.txt requirements-docs.txt requirements.in pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-test.txt
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
 
 demo: $(STAMP)  ## embedded PostgreSQL + Airflow + Message Center, data in .demo/ (see README)
@@ -55,4 +58,4 @@ lock:  ## re-pin requirements.txt from requirements.in in a clean venv
 	rm -rf .lock-venv
 
 clean:
-	rm -rf $(VENV) site .pytest_cache .ruff_cache .mypy_cache .import_linter_cache
+	rm -rf $(VENV) site .pytest_cache .ruff_cache .mypy_cache .import_linter_cache build plugins/*.egg-info

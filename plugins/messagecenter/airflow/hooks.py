@@ -40,10 +40,16 @@ _LIBPQ_EXTRAS = frozenset(
 
 
 def conninfo_from_airflow(conn_id: str) -> str:
-    """Return the libpq conninfo of Airflow connection ``conn_id`` (a ``postgres`` connection)."""
+    """Return the libpq conninfo of Airflow connection ``conn_id`` (type ``postgres``, or
+    ``messagecenter_execution`` as the "Add connection" form saves an execution instance)."""
+    from messagecenter.airflow.connection_types import EXECUTION_CONN_TYPE, POSTGRES_CONN_TYPES, plain_extra
+
     conn = get_connection(conn_id)
-    if conn.conn_type not in ("postgres", "postgresql"):
-        raise ConfigError(f"connection {conn_id!r} must be of type postgres, not {conn.conn_type!r}")
+    if conn.conn_type not in POSTGRES_CONN_TYPES:
+        raise ConfigError(
+            f"connection {conn_id!r} must be of type postgres or {EXECUTION_CONN_TYPE}, "
+            f"not {conn.conn_type!r}"
+        )
     params: dict[str, Any] = {
         "host": conn.host or "localhost",
         "port": conn.port or 5432,
@@ -51,7 +57,8 @@ def conninfo_from_airflow(conn_id: str) -> str:
         "user": conn.login or None,
         "password": conn.password or None,
     }
-    params.update({k: v for k, v in (conn.extra_dejson or {}).items() if k in _LIBPQ_EXTRAS})
+    extra = plain_extra(conn.extra_dejson or {}, conn.conn_type)
+    params.update({k: v for k, v in extra.items() if k in _LIBPQ_EXTRAS})
     params.setdefault("application_name", "messagecenter")
     return make_conninfo(**{k: v for k, v in params.items() if v is not None})
 
@@ -92,8 +99,11 @@ class MessageCenterDbHook:
 
 def instance_id_of(conn_id: str) -> int:
     """The ``instance_id`` (1..255) in the extra of execution-instance connection ``conn_id``."""
-    extra = get_connection(conn_id).extra_dejson or {}
-    value: Any = extra.get("instance_id")  # whatever JSON the operator typed
+    from messagecenter.airflow.connection_types import plain_extra
+
+    conn = get_connection(conn_id)
+    # Whatever JSON the operator typed, or the form's "Instance id" field.
+    value: Any = plain_extra(conn.extra_dejson or {}, conn.conn_type).get("instance_id")
     try:
         instance_id = int(value)
     except (TypeError, ValueError):

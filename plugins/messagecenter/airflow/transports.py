@@ -48,10 +48,14 @@ def smtp_transport(conn_id: str = settings.SMTP_CONN_ID, *, from_email: str | No
 def _provider_limits(conn_id: str, *, deadline: float, max_connections: int) -> dict[str, Any]:
     """The extras every provider connection may set (``deadline``, ``max_connections``,
     ``max_rate``), checked, with the transport's defaults for those it leaves out."""
+    from messagecenter.airflow.connection_types import plain_extra
+
     try:
-        extra = get_connection(conn_id).extra_dejson or {}
+        conn = get_connection(conn_id)
     except ConfigError:  # not defined: the transport reports that when it opens
         extra = {}
+    else:  # the keys of the form of a messagecenter_smtp / _http connection too
+        extra = plain_extra(conn.extra_dejson or {}, conn.conn_type)
     return {
         "deadline": _number(conn_id, extra, "deadline", deadline, 0, 3600),
         "max_connections": int(_number(conn_id, extra, "max_connections", max_connections, 0, 1000)),
@@ -119,6 +123,8 @@ def endpoint_from_airflow(conn_id: str) -> HttpEndpoint:
     ``endpoint`` (path, default ``/``), ``headers`` (object), ``token`` (sent as ``Authorization:
     Bearer``, and then login/password are not used); otherwise login/password mean HTTP basic auth.
     """
+    from messagecenter.airflow.connection_types import plain_extra
+
     conn = get_connection(conn_id)
     host = (conn.host or "").strip()
     if not host:
@@ -132,7 +138,7 @@ def endpoint_from_airflow(conn_id: str) -> HttpEndpoint:
         base = f"{scheme}://{host}"
     if conn.port:
         base += f":{conn.port}"
-    extra = conn.extra_dejson or {}
+    extra = plain_extra(conn.extra_dejson or {}, conn.conn_type)
     endpoint = str(extra.get("endpoint") or "/")
     headers = extra.get("headers") or {}
     if isinstance(headers, str):  # an extra typed in the UI as a JSON string

@@ -29,9 +29,15 @@ _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
 def sql_dir() -> Path:
-    """Folder of the DDL versions and named statements: ``MC_SQL_DIR`` or the repository's ``include/sql``."""
+    """Folder of the DDL versions and named statements: ``MC_SQL_DIR``, else the copy an installed
+    package carries (``messagecenter/sql``, put there by the build), else ``include/sql`` next to the
+    ``plugins`` folder (a checkout, an editable install, a deployment's mounted folders)."""
     configured = os.environ.get("MC_SQL_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[3] / "include" / "sql"
+    if configured:
+        return Path(configured)
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "sql"
+    return packaged if packaged.is_dir() else package.parents[1] / "include" / "sql"
 
 
 @functools.cache

@@ -1,0 +1,167 @@
+"""Registering an execution instance with Airflow's own "Add connection" form, in a real browser, in
+a real Airflow (API server and DAG processor): the "Message Center execution instance" type, its
+labelled fields, and the archiving workflow that appears once it is saved.
+
+Needs the package installed (``pip install -e .``, which ``make test`` runs: Airflow finds the
+connection types through its entry point) and Debian's ``chromium`` and ``chromium-driver``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from devstack.stack import AirflowConfig, Stack, postgres_connection
+from psycopg.conninfo import conninfo_to_dict
+
+from messagecenter.airflow.connection_types import EXECUTION_CONN_TYPE, plain_extra
+from tests.conftest import create_database, drop_database
+from tests.sinks import free_port
+from tests.test_connection_types import needs_install
+from tests.ui.test_page_browser import CHROMEDRIVER, WAIT, wait_for
+
+pytestmark = [
+    pytest.mark.airflow,
+    needs_install,
+    pytest.mark.skipif(
+        not (Path(CHROMEDRIVER).exists() and shutil.which("chromium")),
+        reason="needs `apt-get install -y chromium chromium-driver`",
+    ),
+]
+
+
+@dataclass
+class Airflow:
+    stack: Stack
+    mc_dsn: str
+    out: Path
+
+
+@pytest.fixture(scope="module")
+def airflow(
+    pg_admin_dsn: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Airflow]:
+    out = tmp_path_factory.mktemp("connection-form")
+    names = (f"mc_form_{os.getpid()}", f"mc_form_meta_{os.getpid()}")
+    mc_dsn = create_database(pg_admin_dsn, names[0], template=template_db)
+    meta_dsn = create_database(pg_admin_dsn, names[1])
+    mc_conn = json.dumps(postgres_connection(mc_dsn))
+    config = AirflowConfig(
+        home=out / "airflow",
+        metadata_dsn=meta_dsn,
+        port=free_port(),
+        admin_password="admin-pw",
+        extra={
+            "AIRFLOW_CONN_MC_EXECUTION": mc_conn,
+            "AIRFLOW_CONN_MC_CONTROL": mc_conn,
+            "MC_API_TOKENS": "intake-token",
+            # No poll: only the sync that follows the form's write can register the instance.
+            "MC_REGISTRY_POLL_SECONDS": "3600",
+            "MC_REGISTRY_CACHE": str(out / "registry.json"),
+        },
+    )
+    config.write_passwords_file()
+    try:
+        with Stack(config, out / "logs") as stack:
+            stack.migrate()
+            stack.start("api-server", "api-server", "--port", str(config.port), "--host", "127.0.0.1")
+            stack.wait_api()
+            stack.start("dag-processor", "dag-processor")
+            stack.wait_for_dags(["rtEventsProcessing"])
+            yield Airflow(stack, mc_dsn, out)
+    finally:
+        drop_database(pg_admin_dsn, names[0])
+        drop_database(pg_admin_dsn, names[1])
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1800"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_an_execution_instance_added_with_the_form_gets_its_archiving_workflow(
+    airflow: Airflow, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    base = airflow.stack.config.base_url
+    browser.get(f"{base}/connections")
+    wait_for(
+        browser, lambda d: d.find_element(By.CSS_SELECTOR, "input[name=username]"), "login form"
+    ).send_keys("admin")
+    browser.find_element(By.CSS_SELECTOR, "input[name=password]").send_keys("admin-pw")
+    browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    add = "//button[contains(., 'Add Connection')]"
+    wait_for(browser, lambda d: d.find_element(By.XPATH, add), "the connection list").click()
+
+    # Admin -> Connections -> Add: our type, among Airflow's own.
+    wait_for(
+        browser, lambda d: d.find_element(By.CSS_SELECTOR, "input[name=connection_id]"), "the form"
+    ).send_keys("mc_exec_lyon")
+    kind = browser.find_element(By.CSS_SELECTOR, "input[role=combobox]")
+    kind.send_keys("Message Center execution")
+    kind.send_keys(Keys.ENTER)
+    database = wait_for(
+        browser, lambda d: d.find_element(By.CSS_SELECTOR, "input[name=schema]"), "standard fields"
+    )
+    # Postgres' fields, the schema labelled as what it is.
+    label = browser.find_element(By.CSS_SELECTOR, f"label[for='{database.get_attribute('id')}']")
+    assert label.text.strip() == "Database"
+    mc = conninfo_to_dict(airflow.mc_dsn)
+    for name, value in {"host": mc["host"], "port": mc["port"], "login": mc["user"]}.items():
+        browser.find_element(By.CSS_SELECTOR, f"input[name={name}]").send_keys(str(value))
+    database.send_keys(str(mc["dbname"]))
+
+    # The labelled "Instance id" field instead of raw extra JSON.
+    browser.find_element(
+        By.XPATH, "//button[@data-part='item-trigger'][contains(., 'Extra Fields')][not(contains(., 'JSON'))]"
+    ).click()
+    instance_id = wait_for(
+        browser,
+        lambda d: next(
+            (e for e in d.find_elements(By.NAME, "element_instance_id") if e.is_displayed()), None
+        ),
+        "the instance id field",
+    )
+    row = instance_id.find_element(By.XPATH, "ancestor::*[.//label][1]")
+    assert "Instance id" in row.text
+    instance_id.send_keys("4")
+    instance_id.send_keys(Keys.TAB)
+    browser.save_screenshot(str(airflow.out / "add-execution-instance.png"))
+    print(f"screenshot: {airflow.out / 'add-execution-instance.png'}")  # noqa: T201
+    save = browser.find_element(By.XPATH, "//button[contains(., 'Save')]")
+    wait_for(browser, lambda d: save.is_enabled(), "Save enabled once the instance id is set")
+    save.click()
+    wait_for(browser, lambda d: not d.find_elements(By.NAME, "connection_id"), "the form closed")
+
+    saved = airflow.stack.rest("GET", "/connections/mc_exec_lyon").json()
+    assert saved["conn_type"] == EXECUTION_CONN_TYPE
+    assert (saved["host"], saved["schema"]) == (mc["host"], mc["dbname"])
+    # What the form saves: each field under its own name, as JSON numbers, empty ones as null.
+    assert plain_extra(json.loads(saved["extra"]), EXECUTION_CONN_TYPE) == {"instance_id": 4}
+
+    # Registered at once (the poll is off), and its archiving DAG parsed.
+    variable = airflow.stack.rest("GET", "/variables/mc_archiving__lyon")
+    assert variable.status_code == 200, variable.text
+    assert variable.json()["value"] == "mc_exec_lyon"
+    airflow.stack.wait_for_dags(["mcArchiving_lyon"], timeout=WAIT)
+    browser.get(f"{base}/dags")
+    wait_for(browser, lambda d: "mcArchiving_lyon" in d.page_source, "the new DAG in the DAG list")

@@ -31,3 +31,6 @@ CREATE TABLE mc.quarantine_sync (
     pulled_until timestamptz NOT NULL,
     pushed_until timestamptz NOT NULL
 );
+
+-- An e-mail template may ask for RFC 8058 one-click unsubscribe headers.
+ALTER TABLE mc.template ADD COLUMN list_unsubscribe boolean NOT NULL DEFAULT false;

@@ -85,3 +85,6 @@ CREATE TABLE mc.feedback_unmatched (
     received      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX feedback_unmatched_message ON mc.feedback_unmatched (message_id);
+
+-- An e-mail template may ask for RFC 8058 one-click unsubscribe headers.
+ALTER TABLE mc.published_template ADD COLUMN list_unsubscribe boolean NOT NULL DEFAULT false;

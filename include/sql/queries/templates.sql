@@ -7,7 +7,8 @@
 -- every pair (what publishTemplates copies, what a delivery chunk loads), else the one asked for
 -- (what link_templates routes a shard to, and what a new publication compares itself with).
 SELECT DISTINCT ON (event_type, channel)
-       id, template_id, version, event_type, channel, subject, html, text, data, content_hash
+       id, template_id, version, event_type, channel, subject, html, text, data, content_hash,
+       list_unsubscribe
 FROM {templates}
 WHERE (%(event_type)s::text IS NULL OR event_type = %(event_type)s::text)
   AND (%(channel)s::smallint IS NULL OR channel = %(channel)s::smallint)
@@ -31,12 +32,14 @@ WHERE template_id = %(template_id)s AND version = %(version)s;
 
 -- name: insert_template_version
 INSERT INTO {templates}
-    (template_id, version, event_type, channel, subject, html, text, data, content_hash)
+    (template_id, version, event_type, channel, subject, html, text, data, content_hash,
+     list_unsubscribe)
 VALUES (%(template_id)s, %(version)s, %(event_type)s, %(channel)s, %(subject)s, %(html)s, %(text)s,
-        %(data)s, %(content_hash)s);
+        %(data)s, %(content_hash)s, %(list_unsubscribe)s);
 
 -- name: published_templates
 -- The template versions a delivery chunk needs.
-SELECT id, template_id, version, event_type, channel, subject, html, text, data, content_hash
+SELECT id, template_id, version, event_type, channel, subject, html, text, data, content_hash,
+       list_unsubscribe
 FROM mc.published_template
 WHERE (template_id, version) IN (SELECT * FROM unnest(%(template_id)s::bigint[], %(version)s::integer[]));

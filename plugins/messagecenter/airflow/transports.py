@@ -36,26 +36,36 @@ def smtp_transport(conn_id: str = settings.SMTP_CONN_ID, *, from_email: str | No
     (extras ``from_email``, ``disable_ssl``, ``disable_tls``, ``timeout``, ``retry_limit`` as
     ``SmtpHook`` reads them; ``deadline``: most seconds for one message, default 60;
     ``max_connections``: a chunk's concurrency, default 10; ``max_rate``: messages per second
-    across all workers, default none)."""
+    across all workers, default none; ``return_path_domain``: the VERP bounce domain, used with
+    ``MC_FEEDBACK_SECRET``)."""
+    feedback = settings.get_settings().feedback
     return SmtpTransport(
         lambda: open_smtp_client(conn_id),
         name=conn_id,
         from_email=from_email,
+        return_path_domain=_extra(conn_id).get("return_path_domain") or None,
+        feedback_key=feedback.key,
+        public_url=feedback.public_url or None,
         **_provider_limits(conn_id, deadline=60.0, max_connections=10),
     )
+
+
+def _extra(conn_id: str) -> dict[str, Any]:
+    """The connection's extras, the fields of a ``messagecenter_smtp`` / ``_http`` form too; none
+    when it is not defined (the transport says so when it opens)."""
+    from messagecenter.airflow.connection_types import plain_extra
+
+    try:
+        conn = get_connection(conn_id)
+    except ConfigError:
+        return {}
+    return plain_extra(conn.extra_dejson or {}, conn.conn_type)
 
 
 def _provider_limits(conn_id: str, *, deadline: float, max_connections: int) -> dict[str, Any]:
     """The extras every provider connection may set (``deadline``, ``max_connections``,
     ``max_rate``), checked, with the transport's defaults for those it leaves out."""
-    from messagecenter.airflow.connection_types import plain_extra
-
-    try:
-        conn = get_connection(conn_id)
-    except ConfigError:  # not defined: the transport reports that when it opens
-        extra = {}
-    else:  # the keys of the form of a messagecenter_smtp / _http connection too
-        extra = plain_extra(conn.extra_dejson or {}, conn.conn_type)
+    extra = _extra(conn_id)
     return {
         "deadline": _number(conn_id, extra, "deadline", deadline, 0, 3600),
         "max_connections": int(_number(conn_id, extra, "max_connections", max_connections, 0, 1000)),

@@ -33,6 +33,7 @@ class OutgoingMessage:
     :param html: e-mail HTML part.
     :param text: e-mail text part, SMS text or push body.
     :param data: push data.
+    :param list_unsubscribe: the template asks for RFC 8058 one-click unsubscribe headers (e-mail).
     """
 
     event_id: int
@@ -42,6 +43,7 @@ class OutgoingMessage:
     html: str | None = None
     text: str | None = None
     data: dict[str, Any] | None = None
+    list_unsubscribe: bool = False
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,10 @@ from types import TracebackType
 from typing import NamedTuple
 
 from messagecenter.core.errors import ConfigError
+from messagecenter.core.types import Channel
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, truncate
 from messagecenter.delivery.guards import SocketWatchdog
+from messagecenter.feedback import unsubscribe, verp
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,12 @@ class SmtpTransport:
         the event retried later.
     :param max_connections: how many of these a delivery chunk may open at once (its concurrency).
     :param max_rate: the provider's limit in messages per second, across all workers (or none).
+    :param return_path_domain: with ``feedback_key``: each message's envelope sender is a VERP
+        address on this domain carrying its event id and an HMAC, so a bounce names its event and
+        nobody can forge one that quarantines someone else.
+    :param feedback_key: the HMAC key of return paths and one-click unsubscribe links.
+    :param public_url: the intake API's public URL: with ``feedback_key``, a message whose template
+        asks for it carries RFC 8058 ``List-Unsubscribe`` and ``List-Unsubscribe-Post`` headers.
     """
 
     def __init__(
@@ -111,6 +119,9 @@ class SmtpTransport:
         deadline: float = 60.0,
         max_connections: int = 10,
         max_rate: float | None = None,
+        return_path_domain: str | None = None,
+        feedback_key: bytes | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.open_client = open_client
         self.name = name
@@ -118,6 +129,9 @@ class SmtpTransport:
         self.max_connections = max_connections
         self.max_rate = max_rate
         self._watchdog: SocketWatchdog | None = None
+        self._return_path_domain = return_path_domain if feedback_key else None
+        self._feedback_key = feedback_key
+        self._public_url = public_url if feedback_key else None
         self._from_email_arg = from_email
         self._from_email: str | None = None
         self._envelope_from = ""
@@ -234,7 +248,18 @@ class SmtpTransport:
         mail["Date"] = format_datetime(datetime.now(UTC))
         mail["Message-ID"] = make_msgid(idstring=f"mc{message.event_id}", domain=self._msgid_domain)
         mail[EVENT_ID_HEADER] = str(message.event_id)
+        if message.list_unsubscribe and self._public_url and self._feedback_key:
+            for header, value in unsubscribe.headers(
+                self._public_url, Channel.EMAIL, message.address, message.event_id, self._feedback_key
+            ).items():
+                mail[header] = value
         return mail
+
+    def envelope_from(self, message: OutgoingMessage) -> str:
+        """The envelope sender (where bounces go): the message's VERP address, else the sender."""
+        if self._return_path_domain and self._feedback_key:
+            return verp.return_path(message.event_id, self._return_path_domain, self._feedback_key)
+        return self._envelope_from
 
     def send(self, message: OutgoingMessage) -> SendResult:
         """Send one e-mail; never raises for a delivery problem, the result says what happened."""
@@ -272,7 +297,9 @@ class SmtpTransport:
         watchdog = self._watchdog or SocketWatchdog()
         try:
             with watchdog.guard(client.sock, self.deadline):
-                refused = client.send_message(mail, from_addr=self._envelope_from, to_addrs=[message.address])
+                refused = client.send_message(
+                    mail, from_addr=self.envelope_from(message), to_addrs=[message.address]
+                )
         except smtplib.SMTPRecipientsRefused as exc:  # every recipient (here: the only one) refused
             code, reply = next(iter(exc.recipients.values()), (-1, b"recipient refused"))
             return _refused(code, reply, "recipient refused"), code == 421

@@ -32,6 +32,7 @@ from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, Tr
 from messagecenter.delivery.guards import CircuitBreaker, ProviderGuards
 from messagecenter.delivery.pool import TransportPool
 from messagecenter.delivery.rate import RateLimiter
+from messagecenter.feedback.quarantine import AddressStatus
 from messagecenter.execution.claim import ClaimedEvent, ShardClaim
 from messagecenter.execution.results import Result, write_results
 from messagecenter.execution.shards import Counts, Shard
@@ -154,7 +155,8 @@ def _deliver_chunk(
     """
     templates = _templates(conn, events)
     addresses = {e.id: e.address for e in events}
-    blocked = _quarantined(conn, events[0].channel, addresses.values())
+    quarantine = _quarantine_statuses(conn, events[0].channel, addresses.values())
+    blocked = {a for a, status in quarantine.items() if status >= AddressStatus.QUARANTINE}
     pool = TransportPool(make_transport(), make_transport)
     sends = _ChunkSends(conn, pool, heartbeat_seconds, breaker)
     next_db_check = 0.0
@@ -182,7 +184,10 @@ def _deliver_chunk(
             sends.settle(0)
         finally:
             sends.settle(0, beat=False)  # an error ended the chunk: what is in flight still finishes
-    return sends.in_order()
+    results = sends.in_order()
+    if len(blocked) < len(quarantine):  # some addresses are With errors: a message sent clears them
+        _clear_with_errors(conn, events[0].channel, quarantine, results)
+    return results
 
 
 class _ChunkSends:
@@ -266,10 +271,22 @@ def _templates(
     return {(r[1], r[2]): PublishedTemplate(*r) for r in rows}
 
 
-def _quarantined(conn: psycopg.Connection[Any], channel: int, addresses: Iterable[str | None]) -> set[str]:
-    """Which of the chunk's addresses are in quarantine on its channel."""
+def _quarantine_statuses(
+    conn: psycopg.Connection[Any], channel: int, addresses: Iterable[str | None]
+) -> dict[str, int]:
+    """The chunk's addresses that are not Valid on its channel, with their quarantine status."""
     params = {"channel": channel, "addresses": [a for a in addresses if a]}
-    return {r[0] for r in conn.execute(query("quarantined"), params)}
+    return {r[0]: r[1] for r in conn.execute(query("quarantined"), params)}
+
+
+def _clear_with_errors(
+    conn: psycopg.Connection[Any], channel: int, quarantine: dict[str, int], results: list[Result]
+) -> None:
+    """Campaign's rule: a successful delivery to an address With errors makes it Valid again."""
+    sent = {r.address for r in results if r.status == Status.SENT and r.address}
+    cleared = [a for a in sent if quarantine.get(a) == AddressStatus.WITH_ERRORS]
+    if cleared:
+        conn.execute(query("clear_with_errors"), {"channel": channel, "addresses": cleared})
 
 
 def _check_database(conn: psycopg.Connection[Any], position: int, total: int) -> None:
@@ -335,6 +352,7 @@ def _prepare(
         html=rendered.html,
         text=rendered.text,
         data=rendered.data,
+        list_unsubscribe=template.list_unsubscribe,
     )
 
 

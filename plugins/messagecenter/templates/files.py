@@ -20,7 +20,7 @@ from messagecenter.core.types import Channel
 from messagecenter.templates.sandbox import make_environment, syntax_problem
 from messagecenter.templates.spec import CHANNEL_FIELDS, TEXT_FIELDS, TemplateSpec
 
-_ITEM_KEYS = ("event_type", "channel", "subject", "html", "text", "data")
+_ITEM_KEYS = ("event_type", "channel", "subject", "html", "text", "data", "list_unsubscribe")
 _EVENT_TYPE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # the rule of intake.decode.EventType
 _CHECK_ENVS = {False: make_environment(autoescape=False), True: make_environment(autoescape=True)}
 _CHANNELS = {channel.label: channel for channel in Channel}
@@ -107,7 +107,11 @@ def _parse_item(index: int, item: Any) -> TemplateSpec:
             raise TemplateError(f"{where}.{key}: must be a string, got {type(value).__name__}")
         texts[key] = value if value and value.strip() else None  # blank means absent
     data = item.get("data")
-    present = {k for k, v in {**texts, "data": data}.items() if v is not None}
+    list_unsubscribe = item.get("list_unsubscribe", False)
+    if not isinstance(list_unsubscribe, bool):
+        raise TemplateError(f"{where}.list_unsubscribe: must be true or false, got {list_unsubscribe!r}")
+    flags = {"list_unsubscribe": list_unsubscribe or None}
+    present = {k for k, v in {**texts, "data": data, **flags}.items() if v is not None}
     misplaced = sorted(present - set(CHANNEL_FIELDS[channel]))
     if misplaced:
         raise TemplateError(
@@ -138,6 +142,7 @@ def _parse_item(index: int, item: Any) -> TemplateSpec:
         html=texts["html"],
         text=texts["text"],
         data=data,
+        list_unsubscribe=list_unsubscribe,
     )
 
 

@@ -128,6 +128,7 @@ def _insert(
             "text": spec.text,
             "data": None if spec.data is None else Jsonb(spec.data),
             "content_hash": digest,
+            "list_unsubscribe": spec.list_unsubscribe,
         },
     )
 

@@ -17,7 +17,7 @@ TEXT_FIELDS = ("subject", "html", "text")
 # What each channel uses; anything else is refused, so a field that would be silently ignored
 # (an SMS subject, an e-mail data object) is caught when the file is loaded.
 CHANNEL_FIELDS: dict[Channel, tuple[str, ...]] = {
-    Channel.EMAIL: ("subject", "html", "text"),
+    Channel.EMAIL: ("subject", "html", "text", "list_unsubscribe"),
     Channel.SMS: ("text",),
     Channel.IOS: ("subject", "text", "data"),
     Channel.ANDROID: ("subject", "text", "data"),
@@ -38,6 +38,7 @@ class TemplateSpec:
     :param html: e-mail HTML part.
     :param text: e-mail text part, SMS text or push body.
     :param data: push data; string values (at any depth) are templates.
+    :param list_unsubscribe: e-mail: carry RFC 8058 one-click unsubscribe headers.
     :param template_id: publish under this id (control instance); ``None`` lets
         :func:`publish_templates` pick the id and the next version.
     :param version: the version to publish, given together with ``template_id``.
@@ -51,6 +52,7 @@ class TemplateSpec:
     data: dict[str, Any] | None = field(default=None, hash=False)
     template_id: int | None = None
     version: int | None = None
+    list_unsubscribe: bool = False
 
     def __post_init__(self) -> None:
         if (self.template_id is None) != (self.version is None):
@@ -67,6 +69,8 @@ class TemplateSpec:
             "text": self.text,
             "data": self.data,
         }
+        if self.list_unsubscribe:  # only when set: the hashes of earlier templates stay as they were
+            content["list_unsubscribe"] = True
         return hashlib.sha256(_canonical_json(content).encode()).hexdigest()
 
 
@@ -95,6 +99,7 @@ class PublishedTemplate:
     text: str | None
     data: dict[str, Any] | None = field(default=None, hash=False)
     content_hash: str | None = None
+    list_unsubscribe: bool = False
 
     def spec(self) -> TemplateSpec:
         """Its content, to publish under the same id and version elsewhere (control -> execution)."""
@@ -107,4 +112,5 @@ class PublishedTemplate:
             self.data,
             template_id=self.template_id,
             version=self.version,
+            list_unsubscribe=self.list_unsubscribe,
         )

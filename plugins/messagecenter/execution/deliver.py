@@ -32,10 +32,10 @@ from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, Tr
 from messagecenter.delivery.guards import CircuitBreaker, ProviderGuards
 from messagecenter.delivery.pool import TransportPool
 from messagecenter.delivery.rate import RateLimiter
-from messagecenter.feedback.quarantine import AddressStatus
 from messagecenter.execution.claim import ClaimedEvent, ShardClaim
 from messagecenter.execution.results import Result, write_results
 from messagecenter.execution.shards import Counts, Shard
+from messagecenter.feedback.quarantine import AddressStatus
 from messagecenter.templates.rendering import Renderer
 from messagecenter.templates.spec import PublishedTemplate
 

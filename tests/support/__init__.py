@@ -1,0 +1,1 @@
+"""Test helpers that start real servers for the tests (not fixtures of one module)."""

@@ -14,6 +14,10 @@ Templates are deployed only on an instance whose technical workflows (`rtEventsP
 `batchEventsProcessing`, `updateEventsStatus`) are started, i.e. recorded a heartbeat lately: the
 task of an instance whose workflows are off fails, naming them, and the other instances still get
 their templates. To publish anyway, trigger the DAG with the param `force` set to true.
+
+The same run merges every instance's quarantine changes into control's and writes them back
+(`sync_quarantine`, mapped over the instances too): a hard bounce or a complaint seen on one
+execution instance reaches the others within minutes.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from datetime import timedelta
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 
 from messagecenter.airflow.dags import TEMPLATES_ASSET, control_dag_args, runs_control
-from messagecenter.airflow.operators import PublishTemplatesOperator
+from messagecenter.airflow.operators import PublishTemplatesOperator, SyncQuarantineOperator
 
 
 @dag(
@@ -53,6 +57,7 @@ def publish_templates() -> None:
 
     instances = list_execution_instances()
     PublishTemplatesOperator.partial(task_id="publish_templates").expand(instance=instances)
+    SyncQuarantineOperator.partial(task_id="sync_quarantine").expand(instance=instances)
 
 
 if runs_control():

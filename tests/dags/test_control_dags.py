@@ -135,7 +135,11 @@ def test_publish_and_cleanup_dags(dagbag: Callable[[], Any]) -> None:
     publish = bag.dags["publishTemplates"]
     assert "control" in publish.tags
     assert type(publish.timetable).__name__ == "AssetOrTimeSchedule"
-    assert {t.task_id for t in publish.tasks} == {"list_execution_instances", "publish_templates"}
+    assert {t.task_id for t in publish.tasks} == {
+        "list_execution_instances",
+        "publish_templates",
+        "sync_quarantine",
+    }
     cleanup = bag.dags["mcCleanup"]
     assert "execution" in cleanup.tags
     assert cleanup.is_paused_upon_creation is True

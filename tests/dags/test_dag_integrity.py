@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-EXECUTION_DAGS = {"batchEventsProcessing", "rtEventsProcessing", "updateEventsStatus"}
+EXECUTION_DAGS = {"batchEventsProcessing", "rtEventsProcessing", "updateEventsStatus", "bounceProcessing"}
 
 
 def test_dag_files_import_without_errors(dagbag: Callable[[], Any]) -> None:

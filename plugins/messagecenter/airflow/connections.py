@@ -10,13 +10,15 @@ compared (:func:`matching_token`) here too, for the REST API, the SOAP interface
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import API_CONN_ID, Settings
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
+
+    from messagecenter.feedback.mailbox import MailboxSettings
 
 
 def get_connection(conn_id: str) -> Connection:
@@ -56,3 +58,45 @@ def matching_token(tokens: tuple[str, ...], presented: str) -> str | None:
         if secrets.compare_digest(given, token.encode()):
             found = token
     return found
+
+
+BOUNCE_MAILBOX_CONN_ID = "mc_bounce_mailbox"
+
+
+def mailbox_settings(conn_id: str, settings: Settings) -> MailboxSettings:
+    """The bounce mailbox of Airflow connection ``conn_id`` (type ``imap`` or ``pop3``).
+
+    Host, port, login and password as usual; the schema is the IMAP folder (default ``INBOX``);
+    extras ``ssl`` (IMAPS / POP3S), ``processed_folder``, ``unmatched_folder``, ``delete_done`` (IMAP:
+    delete handled mails instead of moving them) and ``timeout`` (seconds).
+    """
+    from messagecenter.feedback.mailbox import MailboxSettings
+
+    conn = get_connection(conn_id)
+    protocol = (conn.conn_type or "").lower()
+    if protocol not in ("imap", "pop3"):
+        raise ConfigError(f"connection {conn_id!r} must be of type imap or pop3, not {conn.conn_type!r}")
+    if not conn.host or not conn.login:
+        raise ConfigError(f"connection {conn_id!r} needs a host and a login")
+    extra = conn.extra_dejson or {}
+    options: dict[str, Any] = {
+        key: extra[key] for key in ("processed_folder", "unmatched_folder") if extra.get(key)
+    }
+    return MailboxSettings(
+        protocol="imap" if protocol == "imap" else "pop3",
+        host=conn.host,
+        login=conn.login,
+        password=conn.password or "",
+        port=conn.port or None,
+        ssl=_flag(extra.get("ssl", False)),
+        folder=conn.schema or "INBOX",
+        delete_done=_flag(extra.get("delete_done", False)),
+        max_size=settings.feedback.bounce_max_bytes,
+        timeout=float(extra.get("timeout") or 60),
+        **options,
+    )
+
+
+def _flag(value: Any) -> bool:
+    """A boolean extra, typed in the UI as JSON or as text."""
+    return value is True or str(value).strip().lower() in ("true", "1", "yes")

@@ -22,11 +22,15 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from messagecenter import execution
 from messagecenter.airflow import metrics
+from messagecenter.airflow.connections import BOUNCE_MAILBOX_CONN_ID, mailbox_settings
 from messagecenter.airflow.hooks import MessageCenterDbHook
 from messagecenter.core.errors import ConfigError, is_permanent
 from messagecenter.core.settings import EXEC_CONN_PREFIX, Settings, get_settings
 from messagecenter.core.types import Queue
 from messagecenter.execution import heartbeat
+
+# Feedback nobody matched is kept this long (an SMS receipt may come before the submit answer).
+UNMATCHED_FEEDBACK_DAYS = 7
 
 
 class MessageCenterOperator(BaseOperator):
@@ -228,6 +232,79 @@ class ExpireEventsOperator(_ExecutionOperator):
         return counts.summary()
 
 
+class UpdateQuarantineOperator(_ExecutionOperator):
+    """Keep the quarantine as Campaign does, after each status copy.
+
+    Qualifies the synchronous refusals of the latest sends with the feedback rules (a 550 "user
+    unknown" quarantines its address like a bounce), applies the kept feedback whose delivery log
+    exists now, releases With errors and Mailbox full addresses whose delay is over, and forgets
+    unmatched feedback older than a week.
+    """
+
+    def run(self, context: Context) -> dict[str, int]:
+        from messagecenter.feedback import apply, quarantine, rules
+
+        feedback = self.settings.feedback
+        with self.hook.connect(autocommit=True) as conn:
+            qualify = rules.qualifier(conn)
+            qualified = apply.qualify_send_failures(conn, qualify=qualify, rules=feedback)
+            rematched = apply.rematch_unmatched(conn, qualify=qualify, rules=feedback).applied
+            released = quarantine.release_automatically(conn, feedback)
+            forgotten = quarantine.forget_unmatched(conn, UNMATCHED_FEEDBACK_DAYS * 86_400)
+        self.log.info(
+            "Quarantine: %s send failures qualified, %s kept feedback applied, %s addresses released, "
+            "%s unmatched feedback forgotten",
+            qualified,
+            rematched,
+            released,
+            forgotten,
+        )
+        return {"qualified": qualified, "rematched": rematched, "released": released, "forgotten": forgotten}
+
+
+class ProcessBouncesOperator(_ExecutionOperator):
+    """Read the bounce mailbox (``mc_bounce_mailbox``), apply what it says, then tidy it.
+
+    Bounces, complaint reports and auto-replies are matched to their events (VERP, Message-ID),
+    qualified and applied batch by batch (``MC_BOUNCE_BATCH``); a handled mail is moved to
+    ``MC-Processed`` only once its batch is committed, one that cannot be matched or read to
+    ``MC-Unmatched``, never deleted unread.
+
+    :param mailbox_conn_id: the mailbox's Airflow connection (type ``imap`` or ``pop3``).
+    """
+
+    def __init__(self, *, mailbox_conn_id: str = BOUNCE_MAILBOX_CONN_ID, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mailbox_conn_id = mailbox_conn_id
+
+    def run(self, context: Context) -> dict[str, Any]:
+        from messagecenter.feedback.inbox import process_mailbox
+        from messagecenter.feedback.mailbox import open_mailbox
+
+        started = time.monotonic()
+        settings = self.settings
+        with (
+            open_mailbox(mailbox_settings(self.mailbox_conn_id, settings)) as mailbox,
+            self.hook.connect(autocommit=True) as conn,
+        ):
+            counts = process_mailbox(mailbox, conn, settings.feedback)
+        self.log.info(
+            "Bounce mailbox: %s mails read, %s handled, %s set aside (%s unmatched, %s unreadable); "
+            "%s logs changed, %s failed after the send, %s quarantined, %s denylisted",
+            counts.read,
+            counts.handled,
+            counts.set_aside,
+            counts.unmatched,
+            counts.unreadable,
+            counts.feedback.applied,
+            counts.feedback.failed,
+            counts.feedback.quarantined,
+            counts.feedback.denylisted,
+        )
+        self.record_heartbeat(heartbeat.BOUNCE_WORKFLOW, counts.read, started)
+        return counts.as_dict()
+
+
 # --- Control workflows ---------------------------------------------------------------------------
 
 
@@ -333,3 +410,21 @@ class PurgeArchivedOperator(_ExecutionOperator):
             counts = purge_archived(conn, retention=self.settings.archiving.retention)
         self.record_heartbeat(heartbeat.CLEANUP_WORKFLOW, sum(counts.values()), started)
         return counts
+
+
+class SyncQuarantineOperator(_InstanceOperator):
+    """Merge one execution instance's quarantine changes into control's and write control's back.
+
+    Mapped over the instances by ``publishTemplates``: a hard bounce seen on one instance reaches
+    every other one at its next turn, within minutes. Unlike publishing, it needs no heartbeat.
+    """
+
+    def run(self, context: Context) -> dict[str, int]:
+        from messagecenter.feedback.quarantine import sync_instance
+
+        with (
+            MessageCenterDbHook(self.exec_conn_id).connect(autocommit=True) as exec_conn,
+            MessageCenterDbHook(self.control_conn_id).connect(autocommit=True) as control_conn,
+        ):
+            pulled, pushed = sync_instance(control_conn, exec_conn, self.instance)
+        return {"pulled": pulled, "pushed": pushed}

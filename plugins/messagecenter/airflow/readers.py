@@ -24,7 +24,12 @@ from messagecenter.airflow.registry import archiving_dag_id, env_instances, inst
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import EXEC_CONN_PREFIX, PUSH_CONN_ID, SMS_CONN_ID, SMTP_CONN_ID, Settings
 from messagecenter.db import schema
-from messagecenter.execution.heartbeat import CLEANUP_WORKFLOW, TECHNICAL_WORKFLOWS, read_heartbeats
+from messagecenter.execution.heartbeat import (
+    BOUNCE_WORKFLOW,
+    CLEANUP_WORKFLOW,
+    TECHNICAL_WORKFLOWS,
+    read_heartbeats,
+)
 from messagecenter.monitoring import doctor, heartbeats, indicators, probes
 from messagecenter.monitoring.doctor import Finding
 
@@ -271,7 +276,7 @@ def _instance(name: str, conn_id: str, settings: Settings) -> dict[str, Any]:
         return data
     data["heartbeats"] = [
         beats[w].to_json() if w in beats else {"workflow": w, "last_run": None, "age_seconds": None}
-        for w in (*TECHNICAL_WORKFLOWS, CLEANUP_WORKFLOW)
+        for w in (*TECHNICAL_WORKFLOWS, CLEANUP_WORKFLOW, BOUNCE_WORKFLOW)
     ]
     data["stale_workflows"] = heartbeats.stale_workflows(beats, settings.monitoring.heartbeat_max_age)
     return data

@@ -29,6 +29,7 @@ RT_WORKFLOW = "rtEventsProcessing"
 BATCH_WORKFLOW = "batchEventsProcessing"
 STATUS_WORKFLOW = "updateEventsStatus"
 CLEANUP_WORKFLOW = "mcCleanup"
+BOUNCE_WORKFLOW = "bounceProcessing"
 # The technical workflows that must be started before templates are deployed on an instance.
 TECHNICAL_WORKFLOWS: tuple[str, ...] = (RT_WORKFLOW, BATCH_WORKFLOW, STATUS_WORKFLOW)
 

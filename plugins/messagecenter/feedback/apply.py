@@ -256,7 +256,7 @@ def _write_logs(
         columns["outcome"].append(_outcome(item, found) if item.kind != "unsubscribe" else "complaint")
         columns["failure_type"].append(int(found.type) if found else None)
         columns["failure_reason"].append(int(found.reason) if found else None)
-        columns["feedback_text"].append((item.text or item.kind)[:MAX_TEXT])
+        columns["feedback_text"].append(_raw_text(item))
         columns["feedback_key"].append(found.text if found else None)
         columns["at"].append(item.at or now)
     rows = conn.execute(query("apply_log_feedback"), columns).fetchall()
@@ -325,6 +325,14 @@ def _count_in_quarantine(conn: psycopg.Connection[Any], keys: list[tuple[int, st
         rows = conn.execute(query("quarantined"), {"channel": channel, "addresses": addresses}).fetchall()
         total += sum(1 for _, status in rows if status == QUARANTINE)
     return total
+
+
+def _raw_text(item: Feedback) -> str:
+    """The provider's words as kept on the log, with the DSN status when the words lack it."""
+    text = item.text or item.kind
+    if item.status and item.status not in text:
+        text = f"{item.status} {text}"
+    return text[:MAX_TEXT]
 
 
 def _reason_text(item: Feedback, found: Qualification | None) -> str:

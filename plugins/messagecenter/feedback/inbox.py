@@ -3,11 +3,14 @@
 Each batch of mails is parsed (RFC 3464 delivery status notifications, RFC 5965 complaint reports,
 auto-replies, non-standard bounces) and matched to its event: by the VERP return path (signed),
 else by the original's Message-ID or event-id header, in which case the report must name the
-recipient of that event's log (nobody signed that evidence). What the batch says is applied in one
-transaction (:func:`~messagecenter.feedback.apply.apply_feedback`); only then are the handled mails
-moved out of the way, so a crash or a lost database leaves every mail where it was, to be read again
-(applying it twice changes nothing). Mails that cannot be matched or read are set aside, never
-deleted: an operator reads them as Campaign's "Address for errors".
+recipient of that event's log (nobody signed that evidence). A report that names one of our return
+paths whose signature is wrong is refused outright: forged or altered.
+
+What a batch says is applied in one transaction
+(:func:`~messagecenter.feedback.apply.apply_feedback`); only then are its mails moved out of the
+way, so a crash or a lost database leaves every mail where it was, to be read again (applying it
+twice changes nothing). Mails that cannot be matched or read are set aside, never deleted: an
+operator reads them as Campaign's "Address for errors".
 """
 
 from __future__ import annotations
@@ -78,6 +81,10 @@ def feedback_of(report: bounces.Report, key: bytes | None) -> list[Feedback]:
     if match is None:
         return []
     signed = match.via == "verp"
+    if key and report.return_paths and not signed:
+        # It names return paths of ours, and none carries a valid signature: forged or altered.
+        # The unsigned fallbacks are for reports that lost the envelope, not for these.
+        return []
     if report.kind == bounces.Kind.ARF:
         reported = report.original_rcpt_to[0] if report.original_rcpt_to else None
         if not signed and reported is None:

@@ -27,12 +27,13 @@ from imaplib import IMAP4, IMAP4_SSL
 from types import TracebackType
 from typing import BinaryIO, Literal, Protocol, Self
 
+from messagecenter.core.settings import FeedbackSettings
+
 log = logging.getLogger(__name__)
 
 PROCESSED_FOLDER = "MC-Processed"
 UNMATCHED_FOLDER = "MC-Unmatched"
-DEFAULT_MAX_SIZE = 10 * 1024 * 1024
-DEFAULT_TIMEOUT = 60.0
+SOCKET_TIMEOUT_SECONDS = 60.0
 DEFAULT_PORTS = {("imap", False): 143, ("imap", True): 993, ("pop3", False): 110, ("pop3", True): 995}
 
 _FETCH_UID = re.compile(rb"\bUID (\d+)")
@@ -106,8 +107,8 @@ class MailboxSettings:
     processed_folder: str = PROCESSED_FOLDER
     unmatched_folder: str = UNMATCHED_FOLDER
     delete_done: bool = False
-    max_size: int = DEFAULT_MAX_SIZE
-    timeout: float = DEFAULT_TIMEOUT
+    max_size: int = FeedbackSettings.bounce_max_bytes
+    timeout: float = SOCKET_TIMEOUT_SECONDS
 
     @property
     def effective_port(self) -> int:

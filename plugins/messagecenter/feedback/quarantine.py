@@ -159,6 +159,11 @@ def release_automatically(conn: psycopg.Connection[Any], rules: FeedbackSettings
     return cur.rowcount
 
 
+def forget_unmatched(conn: psycopg.Connection[Any], older_than_seconds: float) -> int:
+    """Drop the kept feedback that found no delivery log for this long."""
+    return conn.execute(query("purge_unmatched_feedback"), {"seconds": older_than_seconds}).rowcount
+
+
 def status_counts(conn: psycopg.Connection[Any]) -> dict[str, dict[str, int]]:
     """Addresses per status and failure reason (what the page and the doctor show)."""
     counts: dict[str, dict[str, int]] = {}

@@ -8,10 +8,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from messagecenter.core.settings import FeedbackSettings
 from messagecenter.core.types import Channel
 from messagecenter.db.queries import query
 from messagecenter.execution.status import update_events_status
-from messagecenter.core.settings import FeedbackSettings
 from messagecenter.feedback.apply import Feedback, apply_feedback, qualify_send_failures
 from messagecenter.feedback.quarantine import AddressStatus, get_state, release_automatically, set_status
 from messagecenter.feedback.types import FailureReason, FailureType, Qualification

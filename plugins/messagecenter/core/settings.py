@@ -344,7 +344,7 @@ class ArchivingSettings:
 
 @dataclass(frozen=True)
 class FeedbackSettings:
-    """What happens after "Sent": bounces, complaints, unsubscribes and the quarantine (Campaign's defaults)."""
+    """What happens after "Sent": bounces, complaints, unsubscribes, quarantine (Campaign's defaults)."""
 
     secret: str = setting(
         "",
@@ -355,7 +355,8 @@ class FeedbackSettings:
     public_url: str = setting(
         "",
         env="MC_PUBLIC_URL",
-        help="the intake API's public base URL (`https://host/messagecenter`), for one-click unsubscribe links",
+        help="the intake API's public base URL (`https://host/messagecenter`), "
+        "for one-click unsubscribe links",
     )
     max_errors: int = setting(
         5,
@@ -427,7 +428,8 @@ class FeedbackSettings:
 class Settings:
     """What this deployment is and where it finds its databases.
 
-    The other settings hang from it in groups: ``intake``, ``processing``, ``monitoring``, ``archiving``, ``feedback``.
+    The other settings hang from it in groups: ``intake``, ``processing``, ``monitoring``,
+    ``archiving``, ``feedback``.
     """
 
     role: Role = setting(

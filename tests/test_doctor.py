@@ -160,13 +160,16 @@ def test_execution_role_ready_when_everything_runs(
     clean_settings: None,
 ) -> None:
     from messagecenter.airflow.readers import execution_findings
+    from messagecenter.core.settings import FeedbackSettings
     from tests.test_processing import publish
 
     monkeypatch.setenv("AIRFLOW_CONN_MC_EXECUTION", airflow_uri(db_dsn))
+    monkeypatch.setenv("AIRFLOW_CONN_MC_BOUNCE_MAILBOX", json.dumps({"conn_type": "imap", "host": "h"}))
     for workflow in ("rtEventsProcessing", "batchEventsProcessing", "updateEventsStatus"):
         record_heartbeat(conn, workflow, 1, 0.1)
     publish(conn, {"templates": [{"event_type": "A", "channel": "email", "subject": "s", "text": "t"}]})
-    findings = execution_findings(Settings(api_tokens=("t",)), read_states=states_of(False))
+    settings = Settings(api_tokens=("t",), feedback=FeedbackSettings(secret="s" * 32))
+    findings = execution_findings(settings, read_states=states_of(False))
     assert [f for f in findings if f.level != "ok"] == []
     assert set(by_what(findings)) >= {
         "mc_execution database",
@@ -177,6 +180,8 @@ def test_execution_role_ready_when_everything_runs(
         "mc_push (push)",
         "API tokens",
         "templates",
+        "complaint rate",
+        "feedback secret (MC_FEEDBACK_SECRET)",
     }
 
 

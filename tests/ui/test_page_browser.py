@@ -21,6 +21,7 @@ from devstack.stack import AirflowConfig, Stack, postgres_connection
 
 from messagecenter.execution.heartbeat import TECHNICAL_WORKFLOWS, record_heartbeat
 from tests.conftest import create_database, drop_database
+from tests.feedback.test_monitoring import UNQUALIFIED, seed_feedback
 from tests.sinks import free_port
 from tests.test_dashboard import seed
 
@@ -51,6 +52,7 @@ def ui(pg_admin_dsn: str, template_db: str, tmp_path_factory: pytest.TempPathFac
     meta_dsn = create_database(pg_admin_dsn, names[1])
     with psycopg.connect(mc_dsn, autocommit=True) as conn:
         seed(conn)
+        seed_feedback(conn)
         for workflow in TECHNICAL_WORKFLOWS:
             record_heartbeat(conn, workflow, 1, 0.1)
     mc_conn = json.dumps(postgres_connection(mc_dsn))
@@ -190,6 +192,25 @@ def test_admin_reads_the_numbers_of_the_database_and_creates_the_archiving_workf
         canvas,
     )
     assert len(browser.find_elements(By.CSS_SELECTOR, f"{section} table.heartbeats tr.level-ok")) == 3
+    # Delivery feedback: rates in their alert colours, the 0.3 % line named, quarantine, unqualified texts.
+    complaints = cell(browser, f"{section} td[data-metric='feedback.complaint_rate_percent']")
+    assert float(complaints.get_attribute("data-value")) == 0.5  # 1 of 200: past the 0.3 % line
+    assert "level-alert" in complaints.get_attribute("class")
+    bounces = cell(browser, f"{section} td[data-metric='feedback.bounce_rate_percent']")
+    assert (float(bounces.get_attribute("data-value")), bounces.text) == (3.0, "3 % (6)")
+    assert "level-warning" in bounces.get_attribute("class")
+    line = cell(browser, f"{section} .complaint-line").text
+    assert "Gmail and Yahoo require bulk senders to stay under 0.3 %" in line
+    quarantine = f"{section} table.quarantine"
+    assert (
+        cell(browser, f"{quarantine} tr[data-reason='User unknown'] td[data-status=quarantine]").text == "5"
+    )
+    assert cell(browser, f"{quarantine} td[data-total=denylisted]").text == "2"
+    [text] = browser.find_elements(By.CSS_SELECTOR, f"{section} ol.unqualified li")
+    assert (text.find_element(By.CSS_SELECTOR, "code").text, text.get_attribute("title")) == (
+        UNQUALIFIED,
+        UNQUALIFIED,
+    )
     assert browser.find_elements(By.CSS_SELECTOR, "#doctor tbody tr")
 
     button = cell(browser, "button.create-archiving[data-instance=paris]")

@@ -41,3 +41,16 @@ SELECT count(*) FROM mc.published_template;
 SELECT instance, archived_until, extract(epoch FROM clock_timestamp() - archived_until)::float8 AS lag_seconds
 FROM mc.archive_state
 ORDER BY instance;
+
+-- name: unqualified_feedback_since
+-- Feedback texts no rule qualified (reason 0) seen in the last %(seconds)s, most frequent first,
+-- with how many there are in all.
+SELECT feedback_key, first_text, occurrences, last_seen, count(*) OVER () AS total
+FROM mc.feedback_message
+WHERE failure_reason = 0 AND last_seen >= clock_timestamp() - make_interval(secs => %(seconds)s)
+ORDER BY occurrences DESC, feedback_key
+LIMIT %(limit)s;
+
+-- name: count_unmatched_feedback
+-- Feedback kept because its delivery log was not found (yet).
+SELECT count(*) FROM mc.feedback_unmatched;

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+import psycopg
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -206,6 +207,10 @@ class DrainRealtimeOperator(_ExecutionOperator):
         return counts.summary()
 
 
+# The feedback gauges count a day of delivery logs: every fifth minute is fresh enough.
+FEEDBACK_GAUGE_MINUTES = 5
+
+
 class UpdateEventsStatusOperator(_ExecutionOperator):
     """Copy Sent / Ignored / Failed from the delivery logs onto the events, past the watermark."""
 
@@ -216,10 +221,31 @@ class UpdateEventsStatusOperator(_ExecutionOperator):
         with self.hook.connect() as conn:
             counts = execution.update_events_status(conn)
             waiting = pending_counts(conn)
+            if _feedback_gauges_due(context):
+                self.gauge_feedback(conn)
         counts.log("Update events status")
         metrics.pending(waiting)
         self.record_heartbeat(heartbeat.STATUS_WORKFLOW, counts.copied, started)
         return counts.summary()
+
+    def gauge_feedback(self, conn: psycopg.Connection[Any]) -> None:
+        """Send the bounce and complaint rates and the quarantine counts; never fails the task."""
+        from messagecenter.monitoring import indicators
+
+        try:
+            with conn.transaction():
+                rates = indicators.feedback_rates(conn, self.settings.monitoring.feedback_window)
+                quarantine = indicators.quarantine_summary(conn)["totals"]
+        except psycopg.Error as exc:
+            self.log.warning("Feedback metrics not sent: %s", exc)
+            return
+        metrics.feedback_figures(rates, quarantine)
+
+
+def _feedback_gauges_due(context: Context) -> bool:
+    """Every FEEDBACK_GAUGE_MINUTES of the schedule, and on every run that has no logical date."""
+    when = context.get("logical_date") or context.get("data_interval_end")
+    return when is None or when.minute % FEEDBACK_GAUGE_MINUTES == 0
 
 
 class ExpireEventsOperator(_ExecutionOperator):

@@ -11,6 +11,7 @@ deployment, ``mc_execution`` on an execution-only one), control's archive state,
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -22,7 +23,14 @@ from messagecenter.airflow.connections import api_tokens, get_connection
 from messagecenter.airflow.hooks import conninfo_from_airflow, instance_id_of
 from messagecenter.airflow.registry import archiving_dag_id, env_instances, instance_name
 from messagecenter.core.errors import ConfigError
-from messagecenter.core.settings import EXEC_CONN_PREFIX, PUSH_CONN_ID, SMS_CONN_ID, SMTP_CONN_ID, Settings
+from messagecenter.core.settings import (
+    BOUNCE_MAILBOX_CONN_ID,
+    EXEC_CONN_PREFIX,
+    PUSH_CONN_ID,
+    SMS_CONN_ID,
+    SMTP_CONN_ID,
+    Settings,
+)
 from messagecenter.db import schema
 from messagecenter.execution.heartbeat import (
     BOUNCE_WORKFLOW,
@@ -109,8 +117,20 @@ def _heartbeat_ages(conn: psycopg.Connection[Any]) -> dict[str, float | None]:
     return heartbeats.heartbeat_ages(read_heartbeats(conn))
 
 
-def _execution_data(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-    return {"ages": _heartbeat_ages(conn), "templates": indicators.published_template_count(conn)}
+def _feedback(conn: psycopg.Connection[Any], settings: Settings) -> dict[str, Any]:
+    return indicators.feedback_overview(conn, settings.monitoring.alerts, settings.monitoring.feedback_window)
+
+
+def _execution_data(conn: psycopg.Connection[Any], settings: Settings) -> dict[str, Any]:
+    return {
+        "ages": _heartbeat_ages(conn),
+        "templates": indicators.published_template_count(conn),
+        "feedback": _feedback(conn, settings),
+    }
+
+
+def _instance_data(conn: psycopg.Connection[Any], settings: Settings) -> dict[str, Any]:
+    return {"ages": _heartbeat_ages(conn), "feedback": _feedback(conn, settings)}
 
 
 # --- The doctor --------------------------------------------------------------------------------------
@@ -128,6 +148,52 @@ def _dag_findings(read_states: DagStates, dag_ids: list[str]) -> tuple[list[Find
             )
         ], {}
     return [], states
+
+
+def feedback_findings(figures: Mapping[str, Any], settings: Settings, where: str = "") -> list[Finding]:
+    """What came back of the messages an instance sent: rates, quarantine, unqualified texts."""
+    window = figures["window_seconds"]
+    alerts = settings.monitoring.alerts
+    top = figures["unqualified"]["top"]
+    return [
+        doctor.check_complaint_rate(
+            figures["complained"],
+            figures["sent"],
+            levels=alerts.complaint_rate_percent,
+            window_seconds=window,
+            where=where,
+        ),
+        doctor.check_bounce_rate(
+            figures["bounced"],
+            figures["sent"],
+            levels=alerts.bounce_rate_percent,
+            window_seconds=window,
+            where=where,
+        ),
+        doctor.check_quarantine(figures["quarantine"]["totals"], unmatched=figures["unmatched"], where=where),
+        doctor.check_unqualified_texts(
+            figures["unqualified"]["count"],
+            top[0]["text"] if top else None,
+            window_seconds=window,
+            where=where,
+        ),
+    ]
+
+
+def feedback_setup_findings(settings: Settings) -> list[Finding]:
+    """This execution instance's feedback setup: the secret of VERP and one-click unsubscribe, the
+    bounce mailbox."""
+    secret_set = bool(settings.feedback.secret)
+    try:
+        get_connection(BOUNCE_MAILBOX_CONN_ID)
+    except ConfigError:
+        mailbox = False
+    else:
+        mailbox = True
+    return [
+        doctor.check_feedback_secret(secret_set),
+        doctor.check_bounce_mailbox(mailbox, secret_set=secret_set),
+    ]
 
 
 def delivery_findings() -> list[Finding]:
@@ -156,9 +222,11 @@ def delivery_findings() -> list[Finding]:
 def execution_findings(
     settings: Settings, *, read_states: DagStates = dag_states, probe_delivery: bool = True
 ) -> list[Finding]:
-    """The execution role: database, technical workflows, providers, API tokens, templates."""
+    """The execution role: database, technical workflows, providers, API tokens, templates, and
+    delivery feedback (what came back, the secret, the bounce mailbox)."""
     findings: list[Finding] = []
-    db_finding, data = _read_database(settings.execution_conn_id, "execution", _execution_data)
+    read = functools.partial(_execution_data, settings=settings)
+    db_finding, data = _read_database(settings.execution_conn_id, "execution", read)
     findings.append(db_finding)
     problems, states = _dag_findings(read_states, list(TECHNICAL_WORKFLOWS))
     findings += problems
@@ -173,6 +241,8 @@ def execution_findings(
     findings.append(doctor.check_api_tokens(len(api_tokens(settings))))
     if data is not None:
         findings.append(doctor.check_templates(data["templates"]))
+        findings += feedback_findings(data["feedback"], settings)
+    findings += feedback_setup_findings(settings)
     return findings
 
 
@@ -182,7 +252,8 @@ def control_findings(
     read_states: DagStates = dag_states,
     instances: Callable[[], list[str]] = execution_connections,
 ) -> list[Finding]:
-    """The control role: its database, then each execution instance and its archiving."""
+    """The control role: its database, then each execution instance (heartbeats, delivery feedback)
+    and its archiving."""
     findings: list[Finding] = []
     db_finding, lags = _read_database(settings.control_conn_id, "control", indicators.archive_lags)
     findings.append(db_finding)
@@ -212,15 +283,17 @@ def control_findings(
             ids[name] = instance_id_of(conn_id)
         except ConfigError as exc:
             ids[name], id_problems[name] = None, str(exc)
-        db_finding, data = _read_database(conn_id, "execution", _heartbeat_ages)
+        read = functools.partial(_instance_data, settings=settings)
+        db_finding, data = _read_database(conn_id, "execution", read)
         findings.append(db_finding)
         if data is not None:
             findings += doctor.check_heartbeats(
-                data,
+                data["ages"],
                 max_age_seconds=settings.monitoring.heartbeat_max_age,
                 where=f" on {name}",
                 airflow_hint=f"turn it on in the Airflow of instance {name}",
             )
+            findings += feedback_findings(data["feedback"], settings, where=f" on {name}")
         if states:
             dag_id = archiving_dag_id(name)
             findings.append(doctor.check_archiving_dag(name, dag_id, states.get(dag_id)))
@@ -269,7 +342,11 @@ def _instance(name: str, conn_id: str, settings: Settings) -> dict[str, Any]:
     data: dict[str, Any] = {"name": name, "connection": conn_id, "error": None}
     try:
         with _connect(conn_id) as conn:
-            data.update(indicators.instance_overview(conn, settings.monitoring.alerts))
+            data.update(
+                indicators.instance_overview(
+                    conn, settings.monitoring.alerts, settings.monitoring.feedback_window
+                )
+            )
             beats = read_heartbeats(conn)
     except (ConfigError, psycopg.Error) as exc:
         data["error"] = _problem(exc)
@@ -322,6 +399,8 @@ def overview(settings: Settings, *, with_doctor: bool = True) -> dict[str, Any]:
             "queue_seconds": settings.monitoring.alerts.queue_seconds,
             "processing_seconds": settings.monitoring.alerts.processing_seconds,
             "error_rate_percent": settings.monitoring.alerts.error_rate_percent,
+            "bounce_rate_percent": settings.monitoring.alerts.bounce_rate_percent,
+            "complaint_rate_percent": settings.monitoring.alerts.complaint_rate_percent,
         },
         "doctor": {"exit_code": doctor.exit_code(findings), "findings": [f.to_json() for f in findings]},
     }

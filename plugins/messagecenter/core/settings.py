@@ -33,6 +33,7 @@ EXEC_CONN_PREFIX = "mc_exec_"
 SMTP_CONN_ID = "mc_smtp"
 SMS_CONN_ID = "mc_sms"
 PUSH_CONN_ID = "mc_push"
+BOUNCE_MAILBOX_CONN_ID = "mc_bounce_mailbox"
 
 T = TypeVar("T")
 _SETTING = "messagecenter.setting"
@@ -244,7 +245,7 @@ class ProcessingSettings:
 
 @dataclass(frozen=True)
 class AlertLevels:
-    """Alert levels of the Message Center page, as (warning, alert) pairs: Campaign's defaults."""
+    """Alert levels of the page and the doctor, as (warning, alert) pairs: Campaign's, mailbox providers'."""
 
     pending: tuple[float, float] = setting(
         (100, 400), env="MC_ALERT_PENDING", low=0, help="pending events of a queue"
@@ -260,6 +261,18 @@ class AlertLevels:
     )
     error_rate_percent: tuple[float, float] = setting(
         (1, 5), env="MC_ALERT_ERROR_RATE", low=0, help="error rate, in percent"
+    )
+    bounce_rate_percent: tuple[float, float] = setting(
+        (2, 5),
+        env="MC_ALERT_BOUNCE_RATE",
+        low=0,
+        help="bounce rate (failed after the send among the messages sent), in percent",
+    )
+    complaint_rate_percent: tuple[float, float] = setting(
+        (0.1, 0.3),
+        env="MC_ALERT_COMPLAINT_RATE",
+        low=0,
+        help="complaint rate, in percent; Gmail and Yahoo require bulk senders to stay under 0.3 %",
     )
 
 
@@ -289,6 +302,13 @@ class MonitoringSettings:
         high=30 * 86_400,
         help="archiving lag (now minus the archived period's end) past which the doctor warns; "
         "three times it is an error",
+    )
+    feedback_window: int = setting(
+        86_400,
+        env="MC_FEEDBACK_WINDOW_SECONDS",
+        low=60,
+        high=30 * 86_400,
+        help="period over which the page, the doctor and the metrics measure bounce and complaint rates",
     )
     alerts: AlertLevels = group(AlertLevels)
 

@@ -15,7 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from messagecenter.core.settings import BOUNCE_MAILBOX_CONN_ID
 from messagecenter.monitoring.heartbeats import is_stale
+from messagecenter.monitoring.indicators import MAILBOX_PROVIDERS_COMPLAINT_LINE, alert_level
 
 Level = Literal["ok", "warning", "error"]
 LEVELS: tuple[Level, ...] = ("ok", "warning", "error")
@@ -282,3 +284,136 @@ def check_archive_lag(
             "--from-date ... --to-date ... --reprocess-behavior failed`",
         )
     return ok(what, f"{_age(lag_seconds)} behind")
+
+
+# --- Delivery feedback ------------------------------------------------------------------------------
+
+LIST_UNQUALIFIED = "python -m messagecenter feedback texts --unqualified"
+ADD_RULE = "python -m messagecenter feedback rule-add"
+
+
+def _window(seconds: float) -> str:
+    return f"{seconds / 3600:.0f} h" if seconds % 3600 == 0 else _age(seconds)
+
+
+def _percent(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".") + " %"
+
+
+def _rate(count: int, sent: int, value: float, window_seconds: float) -> str:
+    return f"{_percent(value)} ({count} of {sent} sent in the last {_window(window_seconds)})"
+
+
+def check_complaint_rate(
+    complained: int,
+    sent: int,
+    *,
+    levels: tuple[float, float],
+    window_seconds: float,
+    where: str = "",
+) -> Finding:
+    """Complaints among the messages sent in the window: a warning past the warning level, an error
+    past the alert level (by default 0.3 %, the line Gmail and Yahoo hold bulk senders to)."""
+    what = f"complaint rate{where}"
+    if not sent:
+        return ok(what, f"nothing sent in the last {_window(window_seconds)}")
+    value = 100.0 * complained / sent
+    rate = _rate(complained, sent, value, window_seconds)
+    line = f"Gmail and Yahoo require bulk senders to stay under {_percent(MAILBOX_PROVIDERS_COMPLAINT_LINE)}"
+    fix = (
+        "send only what recipients asked for, remove inactive addresses, and keep the one-click "
+        "unsubscribe on (MC_FEEDBACK_SECRET and MC_PUBLIC_URL set, `list_unsubscribe: true` in the templates)"
+    )
+    level = alert_level(value, levels)
+    if level == "alert":
+        return error(
+            what,
+            f"{rate}: at or past the alert level {_percent(levels[1])} (MC_ALERT_COMPLAINT_RATE; {line}): "
+            f"past it their mailboxes reject or file as spam what this instance sends; {fix}",
+        )
+    if level == "warning":
+        return warning(what, f"{rate}: at or past the warning level {_percent(levels[0])} ({line}); {fix}")
+    return ok(what, f"{rate}; warning at {_percent(levels[0])}, alert at {_percent(levels[1])} ({line})")
+
+
+def check_bounce_rate(
+    bounced: int,
+    sent: int,
+    *,
+    levels: tuple[float, float],
+    window_seconds: float,
+    where: str = "",
+) -> Finding:
+    """Failures after the send among the messages sent in the window, against MC_ALERT_BOUNCE_RATE."""
+    what = f"bounce rate{where}"
+    if not sent:
+        return ok(what, f"nothing sent in the last {_window(window_seconds)}")
+    value = 100.0 * bounced / sent
+    rate = _rate(bounced, sent, value, window_seconds)
+    fix = (
+        "see which reasons grow in the quarantine (`python -m messagecenter quarantine list`): lists "
+        "not mailed for long and addresses nobody confirmed bounce"
+    )
+    level = alert_level(value, levels)
+    if level == "alert":
+        return error(
+            what,
+            f"{rate}: at or past the alert level {_percent(levels[1])} (MC_ALERT_BOUNCE_RATE): mailbox "
+            f"providers throttle or block senders that bounce this much; {fix}",
+        )
+    if level == "warning":
+        return warning(what, f"{rate}: at or past the warning level {_percent(levels[0])}; {fix}")
+    return ok(what, f"{rate}; warning at {_percent(levels[0])}, alert at {_percent(levels[1])}")
+
+
+def check_quarantine(totals: Mapping[str, int], *, unmatched: int = 0, where: str = "") -> Finding:
+    """Informative: addresses per quarantine status, and the feedback still waiting for its log."""
+    names = {"quarantine": "in quarantine"}
+    counts = ", ".join(f"{n} {names.get(status, status.replace('_', ' '))}" for status, n in totals.items())
+    kept = f"; {unmatched} feedback item(s) kept unmatched (no delivery log found yet)" if unmatched else ""
+    return ok(f"quarantine{where}", (counts or "empty") + kept)
+
+
+def check_unqualified_texts(
+    count: int, most_frequent: str | None, *, window_seconds: float, where: str = ""
+) -> Finding:
+    """A warning while feedback texts seen in the window match no rule: their addresses are not
+    quarantined for the right reason (only the status code's class decides)."""
+    what = f"unqualified feedback texts{where}"
+    if not count:
+        return ok(what, f"every feedback text of the last {_window(window_seconds)} matched a rule")
+    example = f" (most frequent: {most_frequent!r})" if most_frequent else ""
+    return warning(
+        what,
+        f"{count} text(s) seen in the last {_window(window_seconds)} match no rule{example}: list them "
+        f"with `{LIST_UNQUALIFIED}`, then qualify each with `{ADD_RULE}` (a pattern, its failure type "
+        "and reason)",
+    )
+
+
+def check_feedback_secret(secret_set: bool) -> Finding:
+    """Without MC_FEEDBACK_SECRET there are no signed return paths and no one-click unsubscribe."""
+    what = "feedback secret (MC_FEEDBACK_SECRET)"
+    if secret_set:
+        return ok(what, "set: VERP return paths and one-click unsubscribe links are on")
+    return warning(
+        what,
+        "empty: VERP return paths and one-click unsubscribe are off (bounces are matched by "
+        "Message-ID only, and Gmail and Yahoo require one-click unsubscribe of bulk senders); set "
+        "MC_FEEDBACK_SECRET to 32 or more random characters, the same on every process of this instance",
+    )
+
+
+def check_bounce_mailbox(defined: bool, *, secret_set: bool) -> Finding:
+    """Informative without it, unless VERP return paths point at it (a mailbox nobody reads)."""
+    what = f"bounce mailbox ({BOUNCE_MAILBOX_CONN_ID})"
+    if defined:
+        return ok(what, "defined: bounceProcessing reads it")
+    if not secret_set:
+        return ok(what, "no bounce mailbox: bounces are not read")
+    return warning(
+        what,
+        "no bounce mailbox: bounces are not read, yet MC_FEEDBACK_SECRET is set, so VERP return paths "
+        f"point at a mailbox nobody reads; add the connection {BOUNCE_MAILBOX_CONN_ID} (conn type imap "
+        "or pop3) and turn bounceProcessing on",
+    )

@@ -5,12 +5,16 @@ waiting has waited), the processing time (arrival to final status) and error rat
 Sent+Ignored+Failed) of the last hour, each with Campaign's alert level (``ok``, ``warning``,
 ``alert``; thresholds from :class:`~messagecenter.core.settings.AlertLevels`); events per status
 received in the last hour and day; events per minute by final status over the last hours (the
-throughput plot); and the template versions it routes to. On control: each instance's archiving
-lag. Levels are computed here, so they are tested without a browser.
+throughput plot); the template versions it routes to; and what came back after the send over the
+feedback window (``MC_FEEDBACK_WINDOW_SECONDS``): the bounce and complaint rates with their alert
+levels, the quarantine by status and reason, the texts no rule qualified, the feedback that found no
+delivery log. On control: each instance's archiving lag. Levels are computed here, so they are
+tested without a browser.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import psycopg
@@ -18,11 +22,18 @@ import psycopg
 from messagecenter.core.settings import AlertLevels
 from messagecenter.core.types import QUEUES, Status
 from messagecenter.db.queries import fetch_value, query
+from messagecenter.feedback.quarantine import AddressStatus, status_counts
 
 AlertLevel = Literal["ok", "warning", "alert"]
 HOUR, DAY = 3600, 86_400
 THROUGHPUT_SECONDS = 6 * HOUR
 FINAL = (Status.SENT, Status.IGNORED, Status.FAILED, Status.NOT_TAKEN_INTO_ACCOUNT, Status.EXPIRED)
+# Addresses the quarantine counts (a Valid row only remembers a release).
+QUARANTINE_STATUSES = (AddressStatus.WITH_ERRORS, AddressStatus.QUARANTINE, AddressStatus.DENYLISTED)
+TOP_UNQUALIFIED = 10
+# Gmail's and Yahoo's requirement of bulk senders: a spam-complaint rate under 0.3 %, whatever
+# MC_ALERT_COMPLAINT_RATE says (its default alert level is that line).
+MAILBOX_PROVIDERS_COMPLAINT_LINE = 0.3
 
 
 def alert_level(value: float, levels: tuple[float, float]) -> AlertLevel:
@@ -83,13 +94,16 @@ def throughput(conn: psycopg.Connection[Any], seconds: int = THROUGHPUT_SECONDS)
     }
 
 
-def instance_overview(conn: psycopg.Connection[Any], alerts: AlertLevels) -> dict[str, Any]:
-    """Everything the page shows of one instance's queues."""
+def instance_overview(
+    conn: psycopg.Connection[Any], alerts: AlertLevels, feedback_window: int = DAY
+) -> dict[str, Any]:
+    """Everything the page shows of one instance: its queues, and the feedback on what it sent."""
     return {
         "queues": {queue: queue_metrics(conn, queue, alerts) for queue in QUEUES},
         "status_last_hour": {queue: status_counts_since(conn, queue, HOUR) for queue in QUEUES},
         "status_last_day": {queue: status_counts_since(conn, queue, DAY) for queue in QUEUES},
         "throughput": throughput(conn),
+        "feedback": feedback_overview(conn, alerts, feedback_window),
     }
 
 
@@ -101,3 +115,86 @@ def published_template_count(conn: psycopg.Connection[Any]) -> int:
 def archive_lags(conn: psycopg.Connection[Any]) -> dict[str, float]:
     """Control: per instance, now minus the end of its archived period, in seconds."""
     return {instance: lag for instance, _until, lag in conn.execute(query("archive_lags")).fetchall()}
+
+
+# --- Delivery feedback ---------------------------------------------------------------------------------
+
+
+def rate_percent(part: int, whole: int) -> float:
+    return 100.0 * part / whole if whole else 0.0
+
+
+@dataclass(frozen=True)
+class FeedbackRates:
+    """Over a window: delivery logs of messages sent, those that failed after the send (a bounce, a
+    failed receipt) and those whose recipient complained."""
+
+    sent: int
+    bounced: int
+    complained: int
+
+    @property
+    def bounce_rate_percent(self) -> float:
+        return rate_percent(self.bounced, self.sent)
+
+    @property
+    def complaint_rate_percent(self) -> float:
+        return rate_percent(self.complained, self.sent)
+
+
+def feedback_rates(conn: psycopg.Connection[Any], seconds: int) -> FeedbackRates:
+    """What came back of the messages sent in the last ``seconds``."""
+    row = conn.execute(query("feedback_rates"), {"seconds": seconds}).fetchone() or (0, 0, 0)
+    return FeedbackRates(*(int(n) for n in row))
+
+
+def quarantine_summary(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """Addresses per quarantine status (``with_errors``, ``quarantine``, ``denylisted``; zeros
+    included), and one row per failure reason with its addresses per status, the largest first."""
+    counts = status_counts(conn)
+    names = [s.api_name for s in QUARANTINE_STATUSES]
+    totals = {name: sum(counts.get(name, {}).values()) for name in names}
+    per_reason = {
+        reason: {name: counts.get(name, {}).get(reason, 0) for name in names}
+        for reason in {r for by_reason in counts.values() for r in by_reason}
+    }
+    ordered = sorted(per_reason.items(), key=lambda item: (-sum(item[1].values()), item[0]))
+    return {"totals": totals, "by_reason": [{"reason": reason} | row for reason, row in ordered]}
+
+
+def unqualified_since(
+    conn: psycopg.Connection[Any], seconds: int, limit: int = TOP_UNQUALIFIED
+) -> tuple[int, list[dict[str, Any]]]:
+    """Texts no rule qualified seen in the last ``seconds``: how many, and the ``limit`` most frequent
+    (``text`` is the normalised form a rule matches, ``example`` the first text received)."""
+    rows = conn.execute(query("unqualified_feedback_since"), {"seconds": seconds, "limit": limit}).fetchall()
+    top = [
+        {"text": key, "example": example, "occurrences": n, "last_seen": seen.isoformat()}
+        for key, example, n, seen, _total in rows
+    ]
+    return (int(rows[0][4]) if rows else 0), top
+
+
+def unmatched_feedback_count(conn: psycopg.Connection[Any]) -> int:
+    """Feedback kept because no delivery log was found for it (yet)."""
+    return int(fetch_value(conn, query("count_unmatched_feedback")) or 0)
+
+
+def feedback_overview(
+    conn: psycopg.Connection[Any], alerts: AlertLevels, window_seconds: int
+) -> dict[str, Any]:
+    """The page's "Delivery feedback" block of one instance (the doctor reads the same figures)."""
+    rates = feedback_rates(conn, window_seconds)
+    unqualified, top = unqualified_since(conn, window_seconds)
+    return {
+        "window_seconds": window_seconds,
+        "sent": rates.sent,
+        "bounced": rates.bounced,
+        "complained": rates.complained,
+        "bounce_rate_percent": _metric(rates.bounce_rate_percent, alerts.bounce_rate_percent),
+        "complaint_rate_percent": _metric(rates.complaint_rate_percent, alerts.complaint_rate_percent, 3),
+        "complaint_line_percent": MAILBOX_PROVIDERS_COMPLAINT_LINE,
+        "quarantine": quarantine_summary(conn),
+        "unqualified": {"count": unqualified, "top": top},
+        "unmatched": unmatched_feedback_count(conn),
+    }

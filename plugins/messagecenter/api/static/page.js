@@ -81,6 +81,53 @@ function heartbeats(inst) {
     ...["Workflow", "Last run", "Rows", "Runs"].map(t => el("th", {text: t})))), body);
 }
 
+function percent(value) {
+  return `${value} %`;
+}
+
+function feedback(inst) {
+  const f = inst.feedback;
+  const hours = Math.round(f.window_seconds / 3600);
+  const rate = (name, metric, count, extra) => el("td", {"class": `num level-${metric.level}`,
+    "data-metric": `feedback.${name}`, "data-value": String(metric.value),
+    "title": `warning at ${percent(metric.thresholds[0])}, alert at ${percent(metric.thresholds[1])}${extra}`},
+    `${percent(metric.value)} (${count})`);
+  const line = `Gmail and Yahoo require bulk senders to stay under ${percent(f.complaint_line_percent)}`;
+  const rates = el("table", {"class": "feedback-rates"},
+    el("thead", {}, el("tr", {}, ...["Sent", "Bounce rate", "Complaint rate", "Unmatched feedback"]
+      .map(t => el("th", {text: t})))),
+    el("tbody", {}, el("tr", {},
+      el("td", {"class": "num", "data-feedback": "sent", text: String(f.sent)}),
+      rate("bounce_rate_percent", f.bounce_rate_percent, f.bounced, ""),
+      rate("complaint_rate_percent", f.complaint_rate_percent, f.complained, `; ${line}`),
+      el("td", {"class": "num", "data-feedback": "unmatched", text: String(f.unmatched)}))));
+  const complaintLine = el("p", {"class": "note complaint-line"},
+    `Complaint rate: ${line}; alert here at ${percent(f.complaint_rate_percent.thresholds[1])}, ` +
+    `warning at ${percent(f.complaint_rate_percent.thresholds[0])}.`);
+
+  const statuses = Object.keys(f.quarantine.totals);
+  const label = s => s.replace("_", " ").replace(/^./, c => c.toUpperCase());
+  const quarantine = f.quarantine.by_reason.length === 0
+    ? el("p", {"class": "quarantine-empty", text: "No address in quarantine."})
+    : el("table", {"class": "quarantine"},
+      el("thead", {}, el("tr", {}, el("th", {text: "Quarantine by reason"}), ...statuses.map(s => el("th", {text: label(s)})))),
+      el("tbody", {}, ...f.quarantine.by_reason.map(row => el("tr", {"data-reason": row.reason},
+        el("th", {text: row.reason}),
+        ...statuses.map(s => el("td", {"class": "num", "data-status": s, text: String(row[s])}))))),
+      el("tfoot", {}, el("tr", {}, el("th", {text: "All reasons"}),
+        ...statuses.map(s => el("td", {"class": "num", "data-total": s, text: String(f.quarantine.totals[s])})))));
+
+  const texts = f.unqualified.top.length === 0
+    ? el("p", {"class": "unqualified-none", text: "Every feedback text matched a rule."})
+    : el("ol", {"class": "unqualified"}, ...f.unqualified.top.map(t => el("li", {"title": t.example},
+      el("span", {"class": "count", text: `${t.occurrences} ×`}), " ", el("code", {text: t.text}))));
+  return el("div", {"class": "feedback"},
+    el("h3", {text: `Delivery feedback (last ${hours} h)`}), rates, complaintLine, quarantine,
+    el("h4", {text: `Texts no rule qualified (${f.unqualified.count})`}), texts,
+    el("p", {"class": "note"}, "List them with ", el("code", {text: "python -m messagecenter feedback texts --unqualified"}),
+      "; qualify one with ", el("code", {text: "python -m messagecenter feedback rule-add"}), "."));
+}
+
 function archiving(inst, canCreate) {
   const a = inst.archiving;
   const lagLevel = a.lag_seconds === null ? "warning" :
@@ -123,7 +170,8 @@ function render(data) {
       section.append(el("p", {"class": "error", text: `Unreachable: ${inst.error}`}));
     } else {
       const chart = el("div", {"class": "plot", "id": `plot-${inst.name}`});
-      section.append(indicators(inst), statuses(inst), chart, el("h3", {text: "Workflow heartbeats"}), heartbeats(inst));
+      section.append(indicators(inst), statuses(inst), chart, el("h3", {text: "Workflow heartbeats"}), heartbeats(inst),
+        feedback(inst));
       root.append(section);
       plot(inst, chart);
     }

@@ -1,5 +1,5 @@
 """``python -m messagecenter``: operator commands (``db``, ``events``, ``status``, ``templates``,
-``archiving``, ``doctor``).
+``archiving``, ``quarantine``, ``feedback``, ``doctor``).
 
 Connections are Airflow connections (``--conn``), resolved from the environment
 (``AIRFLOW_CONN_<ID>``), a secrets backend or the Airflow metastore; ``--dsn`` bypasses them. The
@@ -24,6 +24,8 @@ from messagecenter.core.settings import get_settings
 from messagecenter.core.types import QUEUES, Channel
 from messagecenter.db import schema
 from messagecenter.db.queries import TEMPLATE_TABLES
+from messagecenter.feedback import quarantine, rules
+from messagecenter.feedback.quarantine import AddressStatus
 from messagecenter.intake import store
 from messagecenter.intake.decode import IntakeError, decode_push
 from messagecenter.templates import files, publishing
@@ -160,6 +162,128 @@ def cmd_archiving_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Rows as aligned columns, for a person; ``--json`` gives them to a program."""
+    cells = [
+        [("" if row.get(c) is None else str(row[c])).replace("\n", " ") for c in columns] for row in rows
+    ]
+    widths = [max([len(c), *(len(line[i]) for line in cells)]) for i, c in enumerate(columns)]
+    for line in [list(columns), *cells]:
+        print("  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip())
+
+
+QUARANTINE_COLUMNS = (
+    "channel",
+    "address",
+    "status",
+    "errors",
+    "failure_reason",
+    "reason",
+    "source",
+    "updated",
+)
+
+
+def cmd_quarantine_list(args: argparse.Namespace) -> int:
+    with _hook(args).connect() as conn:
+        states = quarantine.list_states(
+            conn,
+            channel=Channel.parse(args.channel) if args.channel else None,
+            status=AddressStatus.from_name(args.status) if args.status else None,
+            limit=args.limit,
+        )
+    rows = [state.as_dict() for state in states]
+    if args.json:
+        _print_json(rows)
+    else:
+        _print_table(rows, QUARANTINE_COLUMNS)
+    return 0
+
+
+def _set_address(args: argparse.Namespace, status: AddressStatus, reason: str | None) -> int:
+    try:
+        with _hook(args).connect() as conn:
+            state = quarantine.set_status(
+                conn, Channel.parse(args.channel), args.address, status, reason=reason, source="cli"
+            )
+    except ValueError as exc:  # an empty address
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_json(state.as_dict())
+    return 0
+
+
+def cmd_quarantine_add(args: argparse.Namespace) -> int:
+    return _set_address(args, AddressStatus.from_name(args.status), args.reason)
+
+
+def cmd_quarantine_release(args: argparse.Namespace) -> int:
+    return _set_address(args, AddressStatus.VALID, None)
+
+
+def cmd_quarantine_show(args: argparse.Namespace) -> int:
+    try:
+        with _hook(args).connect() as conn:
+            state = quarantine.get_state(conn, Channel.parse(args.channel), args.address)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print_json(state.as_dict())
+    return 0
+
+
+def cmd_feedback_rules(args: argparse.Namespace) -> int:
+    with _hook(args).connect() as conn:
+        found = [rule.as_dict() for rule in rules.all_rules(conn)]
+    if args.json:
+        _print_json(found)
+    else:
+        _print_table(found, ("id", "origin", "priority", "type", "reason", "pattern", "note"))
+    return 0
+
+
+def cmd_feedback_rule_add(args: argparse.Namespace) -> int:
+    try:
+        kind, reason = rules.parse_type(args.type), rules.parse_reason(args.reason)
+        with _hook(args).connect() as conn:
+            rule_id = rules.save_rule(
+                conn, args.pattern, kind, reason, priority=args.priority, note=args.note
+            )
+    except ValueError as exc:  # not a regular expression, unknown type or reason
+        print(f"error: nothing saved: {exc}", file=sys.stderr)
+        return 2
+    _print_json(
+        {
+            "id": rule_id,
+            "pattern": args.pattern,
+            "type": kind.label,
+            "reason": reason.label,
+            "priority": args.priority,
+        }
+    )
+    return 0
+
+
+def cmd_feedback_rule_delete(args: argparse.Namespace) -> int:
+    with _hook(args).connect() as conn:
+        deleted = rules.delete_rule(conn, args.id)
+    if not deleted:
+        print(f"error: no operator rule {args.id} (seeded rules cannot be deleted)", file=sys.stderr)
+        return 1
+    print(f"rule {args.id} deleted", file=sys.stderr)
+    return 0
+
+
+def cmd_feedback_texts(args: argparse.Namespace) -> int:
+    with _hook(args).connect() as conn:
+        texts = rules.feedback_texts(conn, unqualified=args.unqualified, limit=args.limit)
+    if args.json:
+        _print_json(texts)
+    else:
+        _print_table(texts, ("occurrences", "type", "reason", "last_seen", "text"))
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from messagecenter.airflow.readers import run_doctor
     from messagecenter.monitoring.doctor import exit_code, render_json, render_table
@@ -243,6 +367,61 @@ def build_parser() -> argparse.ArgumentParser:
     remove.set_defaults(func=cmd_archiving_remove)
     ls = arc_sub.add_parser("list", help="the instances archived, with their archiving DAG")
     ls.set_defaults(func=cmd_archiving_list)
+
+    channels = [c.label for c in Channel]
+    qua = sub.add_parser("quarantine", help="addresses kept from sending (Campaign's quarantine)")
+    qua_sub = qua.add_subparsers(dest="action", required=True)
+    q_list = qua_sub.add_parser("list", parents=[common], help="addresses that are not valid, newest first")
+    q_list.add_argument("--channel", choices=channels)
+    q_list.add_argument("--status", choices=[s.api_name for s in AddressStatus if s != AddressStatus.VALID])
+    q_list.add_argument("--limit", type=int, default=100)
+    q_list.add_argument("--json", action="store_true", help="print JSON")
+    q_list.set_defaults(func=cmd_quarantine_list)
+    q_add = qua_sub.add_parser(
+        "add", parents=[common], help="put an address in quarantine or on the denylist"
+    )
+    q_add.add_argument("channel", choices=channels)
+    q_add.add_argument("address")
+    q_add.add_argument("--status", choices=("quarantine", "denylisted"), default="quarantine")
+    q_add.add_argument("--reason", help="why (shown with the address)")
+    q_add.set_defaults(func=cmd_quarantine_add)
+    q_rel = qua_sub.add_parser("release", parents=[common], help="make an address valid again")
+    q_rel.add_argument("channel", choices=channels)
+    q_rel.add_argument("address")
+    q_rel.set_defaults(func=cmd_quarantine_release)
+    q_show = qua_sub.add_parser("show", parents=[common], help="one address's quarantine state")
+    q_show.add_argument("channel", choices=channels)
+    q_show.add_argument("address")
+    q_show.set_defaults(func=cmd_quarantine_show)
+
+    fb = sub.add_parser("feedback", help="qualification of delivery feedback (bounces, provider errors)")
+    fb_sub = fb.add_subparsers(dest="action", required=True)
+    f_rules = fb_sub.add_parser(
+        "rules", parents=[common], help="qualification rules in the order they are tried (operators' first)"
+    )
+    f_rules.add_argument("--json", action="store_true", help="print JSON")
+    f_rules.set_defaults(func=cmd_feedback_rules)
+    f_add = fb_sub.add_parser(
+        "rule-add",
+        parents=[common],
+        help="add a rule (or change the one with this pattern); the texts it matches are qualified again",
+    )
+    f_add.add_argument("pattern", help="regular expression over the normalised text (case-insensitive)")
+    f_add.add_argument("--type", required=True, choices=("hard", "soft", "ignored"))
+    f_add.add_argument(
+        "--reason", required=True, help='Campaign\'s failure reason: code or name ("user unknown")'
+    )
+    f_add.add_argument("--priority", type=int, default=0, help="lower is tried first (default 0)")
+    f_add.add_argument("--note")
+    f_add.set_defaults(func=cmd_feedback_rule_add)
+    f_del = fb_sub.add_parser("rule-delete", parents=[common], help="delete an operator's rule")
+    f_del.add_argument("id", type=int)
+    f_del.set_defaults(func=cmd_feedback_rule_delete)
+    f_texts = fb_sub.add_parser("texts", parents=[common], help="feedback texts counted, most frequent first")
+    f_texts.add_argument("--unqualified", action="store_true", help="only the texts no rule qualified")
+    f_texts.add_argument("--limit", type=int, default=50)
+    f_texts.add_argument("--json", action="store_true", help="print JSON")
+    f_texts.set_defaults(func=cmd_feedback_texts)
 
     doc = sub.add_parser(
         "doctor",

@@ -37,6 +37,20 @@ from tests.conftest import REPO
 
 TOKEN = "fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# Every provider webhook configured, so that a fuzzed call meets its verification, not a missing connection.
+FEEDBACK_CONNECTIONS = {
+    "ses": {"extra": {"topic_arns": ["arn:aws:sns:us-west-2:123456789012:MyTopic"]}},
+    "sendgrid": {
+        "extra": {
+            "public_key": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1"
+            "flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g=="
+        }
+    },
+    "mailgun": {"password": "mailgun-signing-key"},
+    "postmark": {"login": "postmark", "password": "postmark-password"},
+    "twilio": {"password": "twilio-auth-token"},
+    "vonage": {"password": "vonage-signature-secret"},
+}
 EXAMPLES = 1000  # both tests: about 30 s on 2 cores, reading back included
 # What every answer is checked against, besides "no 5xx" and "nothing stored when refused".
 CHECKS: list[CheckFunction] = [
@@ -58,10 +72,12 @@ import sys
 import uvicorn
 
 from messagecenter.api import create_app
-from messagecenter.core.settings import IntakeSettings, Settings
+from messagecenter.core.settings import FeedbackSettings, IntakeSettings, Settings
 
 dsn, token, fd = sys.argv[1], sys.argv[2], int(sys.argv[3])
-app = create_app(Settings(api_tokens=(token,), instance_id=7, intake=IntakeSettings(max_batch=20)), dsn=dsn)
+feedback = FeedbackSettings(secret="a fuzzing secret of more than 32 characters")
+intake = IntakeSettings(max_batch=20)
+app = create_app(Settings(api_tokens=(token,), instance_id=7, intake=intake, feedback=feedback), dsn=dsn)
 # The inherited socket as what it is (uvicorn's own fd= takes any socket for a Unix one: no TCP_NODELAY).
 sockets = [socket.socket(fileno=fd)]
 uvicorn.Server(uvicorn.Config(app, log_level="warning", ws="none")).run(sockets=sockets)
@@ -77,7 +93,14 @@ def live_api(db_dsn: str) -> Iterator[str]:
         server = subprocess.Popen(
             [sys.executable, "-c", SERVER, db_dsn, TOKEN, str(sock.fileno())],
             pass_fds=[sock.fileno()],
-            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO)])},
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO)]),
+                **{
+                    f"AIRFLOW_CONN_MC_FEEDBACK_{name.upper()}": json.dumps({"conn_type": "generic", **conn})
+                    for name, conn in FEEDBACK_CONNECTIONS.items()
+                },
+            },
         )
     try:
         deadline = time.monotonic() + 60
@@ -137,6 +160,12 @@ def test_fuzzed_requests_get_no_5xx_and_refused_ones_store_nothing(
         "POST /api/v1/events/{queue}",
         "GET /api/v1/events/{queue}/{event_id}",
         "GET /api/v1/health",
+        "GET /api/v1/quarantine",
+        "POST /api/v1/quarantine",
+        "DELETE /api/v1/quarantine",
+        "POST /api/v1/feedback/{provider}",
+        "GET /api/v1/unsubscribe/{token}",
+        "POST /api/v1/unsubscribe/{token}",
     }
     pushes: Counter[int] = Counter()
     for (operation, code), n in statuses.items():

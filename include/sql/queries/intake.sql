@@ -16,10 +16,14 @@ COPY {events} (id, event_type, channel, email, mobile_phone, push_token, externa
 FROM STDIN;
 
 -- name: get_event
-SELECT id, event_type AS type, channel, status, email, mobile_phone, push_token, external_id,
-       language, country, origin, ctx, created, scheduled, template_id, template_version, errors,
-       next_try, processed, last_modified
-FROM {events} WHERE id = %(id)s;
+-- The event, with what its delivery log says of the send's outcome (NULL until it has one).
+SELECT e.id, e.event_type AS type, e.channel, e.status, e.email, e.mobile_phone, e.push_token,
+       e.external_id, e.language, e.country, e.origin, e.ctx, e.created, e.scheduled,
+       e.template_id, e.template_version, e.errors, e.next_try, e.processed, e.last_modified,
+       l.delivery, l.failure_type, l.failure_reason, l.feedback_at
+FROM {events} AS e
+LEFT JOIN mc.delivery_log AS l ON l.event_id = e.id
+WHERE e.id = %(id)s;
 
 -- name: count_pending
 -- Events not yet in a final status: pending (0) or pending delivery (1).

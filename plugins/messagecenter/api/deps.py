@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import psycopg
@@ -16,8 +18,23 @@ from psycopg_pool import ConnectionPool
 from messagecenter.airflow.connections import api_tokens, matching_token
 from messagecenter.airflow.hooks import MessageCenterDbHook
 from messagecenter.core.settings import API_CONN_ID, Settings, get_settings
+from messagecenter.feedback.webhooks import CachedFetcher, fetch_url
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class WebhookTools:
+    """What verifying provider webhooks needs from the outside world, replaceable in tests.
+
+    :param clock: the current time, epoch seconds (signed timestamps are checked against it).
+    :param fetch_certificate: GETs an SNS signing certificate (cached per URL for the app's life).
+    :param http_get: GETs an SNS ``SubscribeURL`` to confirm a subscription.
+    """
+
+    clock: Callable[[], float] = time.time
+    fetch_certificate: Callable[[str], bytes] = field(default_factory=CachedFetcher)
+    http_get: Callable[[str], bytes] = fetch_url
 
 
 class ApiState:
@@ -29,6 +46,7 @@ class ApiState:
         self._lock = threading.Lock()
         self._pool: ConnectionPool | None = None
         self._tokens: tuple[str, ...] | None = None
+        self.webhooks = WebhookTools()
 
     @property
     def settings(self) -> Settings:
@@ -86,6 +104,21 @@ def get_conn(state: StateDep) -> Iterator[psycopg.Connection[Any]]:
 
 
 ConnDep = Annotated[psycopg.Connection[Any], Depends(get_conn)]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, read once; 413 as soon as it is known to be over ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"request body over {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"request body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
 
 _bearer = HTTPBearer(auto_error=False, description="A token from MC_API_TOKENS or the mc_api connection")
 

@@ -19,7 +19,7 @@ from messagecenter import __version__
 from messagecenter.airflow.registry_sync import poll_registry
 from messagecenter.api.deps import ApiState, require_token
 from messagecenter.api.models import ErrorMessage
-from messagecenter.api.routes import archiving, events, health
+from messagecenter.api.routes import archiving, events, feedback, health, quarantine, unsubscribe
 from messagecenter.api.soap import soap_router
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import Settings
@@ -75,9 +75,15 @@ def create_app(
     api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)], responses=COMMON_RESPONSES)
     api.include_router(events.router)
     api.include_router(health.router)
+    api.include_router(quarantine.router)
     if in_airflow:
         api.include_router(archiving.router)
     app.include_router(api)
+    # Without a bearer token: a provider's signature, or the signed link, is the credential.
+    public = APIRouter(prefix="/api/v1")
+    public.include_router(feedback.router)
+    public.include_router(unsubscribe.router)
+    app.include_router(public)
     if in_airflow:  # the page in the Airflow UI, built (with Airflow's auth) on its first request
         from messagecenter.api.routes.page_mount import include_page
 

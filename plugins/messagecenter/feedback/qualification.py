@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 MAX_INPUT_CHARS = 20_000  # longer texts are cut before normalising
 MAX_TEXT_CHARS = 1_000  # the normalised text, as stored
+MAX_TEXT_BYTES = 2_000  # and in UTF-8: it is a btree key (mc.feedback_message), 2,704 bytes at most
 VARIABLE = "#xxx#"
 
 _STATUS = re.compile(r"(?<![\w.])([245])\.(\d{1,3})\.(\d{1,3})(?![\w]|\.\d)")
@@ -57,7 +58,15 @@ def normalise(text: str) -> str:
     text = _HOST.sub(VARIABLE, text)
     text = _TOKEN.sub(_token, text)
     text = _RUNS.sub(VARIABLE, text)
-    return _SPACE.sub(" ", text).strip()[:MAX_TEXT_CHARS]
+    return _cut(_SPACE.sub(" ", text).strip())
+
+
+def _cut(text: str) -> str:
+    """At most MAX_TEXT_CHARS characters and MAX_TEXT_BYTES bytes of UTF-8."""
+    text = text[:MAX_TEXT_CHARS]
+    if len(text) * 4 > MAX_TEXT_BYTES and len(encoded := text.encode("utf-8", "replace")) > MAX_TEXT_BYTES:
+        text = encoded[:MAX_TEXT_BYTES].decode("utf-8", "ignore")
+    return text
 
 
 def _token(match: re.Match[str]) -> str:
@@ -223,7 +232,7 @@ def qualify(text: str, rules: Iterable[Rule] = SEED_RULES, status: str | None = 
     normalised = normalise(text)
     status = status_code(status)
     if status is not None and status not in normalised:
-        normalised = f"{status} {normalised}".strip()[:MAX_TEXT_CHARS]
+        normalised = _cut(f"{status} {normalised}".strip())
     for rule in sorted(rules, key=lambda rule: rule.priority):
         if rule.matches(normalised):
             return Qualification(rule.type, rule.reason, normalised, rule.pattern)

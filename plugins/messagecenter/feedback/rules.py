@@ -104,3 +104,57 @@ def unqualified_texts(conn: psycopg.Connection[Any], limit: int = 50) -> list[di
     return [
         {"text": r[0], "first_text": r[1], "occurrences": r[4], "last_seen": r[6].isoformat()} for r in rows
     ]
+
+
+def feedback_texts(
+    conn: psycopg.Connection[Any], *, unqualified: bool = False, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The qualification table as operators read it, most frequent first (only the texts no rule
+    qualified when ``unqualified``)."""
+    rows = conn.execute(query("list_feedback_messages"), {"unqualified": unqualified, "limit": limit})
+    return [
+        {
+            "text": r[0],
+            "first_text": r[1],
+            "type": FailureType(r[2]).label if r[2] is not None else None,
+            "reason": _reason_label(r[3]),
+            "occurrences": r[4],
+            "first_seen": r[5].isoformat(),
+            "last_seen": r[6].isoformat(),
+        }
+        for r in rows
+    ]
+
+
+def _reason_label(code: int) -> str:
+    try:
+        return FailureReason(code).label
+    except ValueError:
+        return str(code)
+
+
+def parse_type(value: str) -> FailureType:
+    """A failure type by name (``hard``, ``soft``, ``ignored``) or code."""
+    text = value.strip()
+    try:
+        return FailureType(int(text)) if text.isdigit() else FailureType[text.upper()]
+    except (KeyError, ValueError):
+        names = ", ".join(t.name.lower() for t in FailureType)
+        raise ValueError(f"unknown failure type {value!r}; use one of {names}") from None
+
+
+def parse_reason(value: str) -> FailureReason:
+    """A failure reason by Campaign's code (``1``), label (``User unknown``) or name (``user_unknown``)."""
+    text = value.strip()
+    if text.isdigit():
+        try:
+            return FailureReason(int(text))
+        except ValueError:
+            pass
+    else:
+        wanted = text.lower().replace("-", " ").replace("_", " ")
+        for reason in FailureReason:
+            if wanted in (reason.name.lower().replace("_", " "), reason.label.lower().replace("-", " ")):
+                return reason
+    names = ", ".join(f"{r.value} {r.name.lower()}" for r in FailureReason)
+    raise ValueError(f"unknown failure reason {value!r}; use a code or a name: {names}")

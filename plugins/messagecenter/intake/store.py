@@ -38,6 +38,7 @@ from psycopg.rows import dict_row
 from messagecenter.core.ids import make_event_id
 from messagecenter.core.types import QUEUES, Channel, Queue, Status
 from messagecenter.db.queries import query
+from messagecenter.feedback.types import FailureReason, FailureType
 from messagecenter.intake.decode import EventIn
 
 log = logging.getLogger(__name__)
@@ -241,8 +242,22 @@ def _insert(
     return InsertResult(ids=[i for i in ids if i is not None], replayed=len(keys) - len(new_positions))
 
 
+_DELIVERY = {1: "delivered", 2: "failed"}  # mc.delivery_log.delivery: what came after the send
+
+
+def _label(enum_type: type[FailureType] | type[FailureReason], code: int | None) -> str | None:
+    if code is None:
+        return None
+    try:
+        return enum_type(code).label
+    except ValueError:  # a code this version does not know: shown as it is
+        return str(code)
+
+
 def get_event(conn: psycopg.Connection[Any], queue: Queue, event_id: int) -> dict[str, Any] | None:
-    """The event as a dict with its queue, channel name and status name, or ``None``."""
+    """The event as a dict with its queue, channel name and status name, or ``None``; with its
+    delivery's outcome after the send (``delivery``, ``failure_type``, ``failure_reason`` as
+    Campaign's labels, ``feedback_at``), all ``None`` until its delivery log says something."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(query("get_event", queue), {"id": event_id}).fetchone()
     if row is None:
@@ -250,6 +265,9 @@ def get_event(conn: psycopg.Connection[Any], queue: Queue, event_id: int) -> dic
     row["queue"] = queue
     row["channel"] = Channel(row["channel"]).label
     row["status_name"] = Status(row["status"]).label
+    row["delivery"] = _DELIVERY.get(row["delivery"])
+    row["failure_type"] = _label(FailureType, row["failure_type"])
+    row["failure_reason"] = _label(FailureReason, row["failure_reason"])
     return row
 
 

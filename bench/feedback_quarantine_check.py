@@ -46,6 +46,7 @@ SETTINGS = ProcessingSettings(max_events_per_run=max(EVENTS, ProcessingSettings.
 IGNORED = 3
 QUARANTINE = 2
 EMAIL = 0
+ROWS_LABEL = f"{ROWS / 1_000_000:g}M" if ROWS >= 1_000_000 else count_label(ROWS)
 
 # Every other address of the batch (the mix's e-mail addresses, as the logs store them), then
 # addresses nobody sends to (random, as real ones land in the index) up to ROWS.
@@ -158,7 +159,7 @@ def measure(report: Report, databases: Databases) -> None:
             row = conn.execute(QUARANTINE_SIZE).fetchone()
         assert row is not None
         assert row[0] == ROWS, row
-    with report.section(f"(q) {count_label(ROWS)} quarantined"):
+    with report.section(f"(q) {ROWS_LABEL} quarantined"):
         full = bench_deliver(full_dsn)
         assert (full.counts["sent"], full.counts["ignored"]) == (EVENTS - half, half), full.counts
         assert log_counts(full_dsn) == {(2, None): EVENTS - half, (IGNORED, None): half}
@@ -186,16 +187,16 @@ def measure(report: Report, databases: Databases) -> None:
     out(HEADING)
     out(
         f"quarantine check: {EVENTS} batch e-mail events delivered through the null transport in one"
-        f" process, {full.chunks} chunks of up to {SETTINGS.deliver_chunk}; every chunk's lookup timed in place"
+        f" process, {full.chunks} chunks of up to {SETTINGS.deliver_chunk}; each lookup timed in place"
     )
     out(
-        f"(q) {count_label(ROWS)} addresses quarantined, half of each chunk's among them"
+        f"(q) {ROWS_LABEL} addresses quarantined, half of each chunk's among them"
         f" ({full.counts['sent']} sent, {full.counts['ignored']} ignored): {per_chunk(full)}"
     )
     out(f"(e) empty quarantine ({empty.counts['sent']} sent): {per_chunk(empty)}")
     out(
         f"      the statement alone per chunk of {SETTINGS.deliver_chunk} addresses:"
-        f" {alone(full_alone)} with {count_label(ROWS)} rows, {alone(empty_alone)} with none"
+        f" {alone(full_alone)} with {ROWS_LABEL} rows, {alone(empty_alone)} with none"
     )
     out(f"      {ratio('(q) lookup / (q) delivery', full.share * 100, '<= 10%', unit='%')}")
     next_to_e = full.lookups.total / empty.seconds * 100

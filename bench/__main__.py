@@ -13,7 +13,7 @@ from pathlib import Path
 from bench.harness.env import child_env
 
 BENCH = Path(__file__).resolve().parent
-# In the order they run: intake, the pipeline, archiving, delivery.
+# In the order they run: intake, the pipeline, archiving, delivery, feedback.
 BENCHMARKS = (
     "intake_batch_vs_copy",
     "intake_soap_vs_rest",
@@ -31,6 +31,9 @@ BENCHMARKS = (
     "delivery_realtime_vs_raw",
     "delivery_max_rate",
     "delivery_api_latency",
+    "feedback_bounce_mailbox",
+    "feedback_webhook_batch",
+    "feedback_quarantine_check",
 )
 
 

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import pytest
 
@@ -557,7 +557,9 @@ class MailServer:
                 client.expunge()
 
 
-def mail_server_fixture(scope: str = "module") -> Callable[..., Any]:
+def mail_server_fixture(
+    scope: Literal["session", "package", "module", "class", "function"] = "module",
+) -> Callable[..., Any]:
     """A pytest fixture giving a started ``MailServer`` (stopped after the last test of its scope).
 
     In a test module: ``mail_server = mail_server_fixture()``; call ``clear()`` for an empty mailbox.

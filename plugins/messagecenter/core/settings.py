@@ -213,6 +213,14 @@ class ProcessingSettings:
         high=86_400,
         help="a delivery task stops claiming after this; the next run resumes",
     )
+    log_flush_seconds: float = setting(
+        0.2,
+        env="MC_LOG_FLUSH_SECONDS",
+        low=0.01,
+        high=60,
+        help="how often a delivery chunk commits the logs of the messages it sent, on a connection "
+        "of its own: a database restart re-sends at most the messages in flight and this much",
+    )
     render_timeout_seconds: float = setting(
         2.0,
         env="MC_RENDER_TIMEOUT_SECONDS",

@@ -33,7 +33,7 @@ from messagecenter.delivery.guards import CircuitBreaker, ProviderGuards
 from messagecenter.delivery.pool import TransportPool
 from messagecenter.delivery.rate import RateLimiter
 from messagecenter.execution.claim import ClaimedEvent, ShardClaim
-from messagecenter.execution.results import Result, write_results
+from messagecenter.execution.results import LogFlusher, Result, write_results
 from messagecenter.execution.shards import Counts, Shard
 from messagecenter.feedback.quarantine import AddressStatus
 from messagecenter.templates.rendering import Renderer
@@ -105,22 +105,37 @@ def _deliver_chunks(
     counts = Counts()
     deadline = time.monotonic() + (time_budget or settings.deliver_time_budget_seconds)
     claim = ShardClaim(shard, chunk=settings.deliver_chunk, lease_seconds=settings.lease_seconds)
-    while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
-        with conn.transaction():
-            events = claim.next_chunk(conn)
-            if events is None:
-                break
-            if events:
-                results = _deliver_chunk(
-                    conn,
-                    events,
-                    lambda: transport_for(shard.channel),
-                    renderer,
-                    settings.lease_seconds / 3,
-                    stop,
-                    *providers.guards(conn, shard.channel),
-                )
-                counts.add(write_results(conn, shard.queue, results, settings, copy_status=copy_status))
+    flusher = LogFlusher(conn, shard.queue, settings.log_flush_seconds)
+    try:
+        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+            with conn.transaction():
+                events = claim.next_chunk(conn)
+                if events is None:
+                    break
+                if events:
+                    results = _deliver_chunk(
+                        conn,
+                        events,
+                        lambda: transport_for(shard.channel),
+                        renderer,
+                        settings.lease_seconds / 3,
+                        stop,
+                        flusher,
+                        *providers.guards(conn, shard.channel),
+                    )
+                    counts.add(
+                        write_results(
+                            conn,
+                            shard.queue,
+                            results,
+                            settings,
+                            copy_status=copy_status,
+                            logged=flusher.logged,
+                        )
+                    )
+                    flusher.logged.clear()
+    finally:
+        flusher.close()
     return counts
 
 
@@ -135,6 +150,7 @@ def _deliver_chunk(
     renderer: Renderer,
     heartbeat_seconds: float,
     stop: threading.Event | None,
+    flusher: LogFlusher | None,
     breaker: CircuitBreaker,
     limiter: RateLimiter | None,
 ) -> list[Result]:
@@ -158,7 +174,7 @@ def _deliver_chunk(
     quarantine = _quarantine_statuses(conn, events[0].channel, addresses.values())
     blocked = {a for a, status in quarantine.items() if status >= AddressStatus.QUARANTINE}
     pool = TransportPool(make_transport(), make_transport)
-    sends = _ChunkSends(conn, pool, heartbeat_seconds, breaker)
+    sends = _ChunkSends(conn, pool, heartbeat_seconds, breaker, flusher)
     next_db_check = 0.0
     with pool, sends, renderer.time_limits():
         try:
@@ -205,8 +221,10 @@ class _ChunkSends:
         pool: TransportPool,
         heartbeat_seconds: float,
         breaker: CircuitBreaker,
+        flusher: LogFlusher | None = None,
     ) -> None:
         self.results: dict[int, Result] = {}
+        self._flusher = flusher
         self._conn = conn
         self._pool = pool
         self._heartbeat_seconds = heartbeat_seconds
@@ -231,6 +249,9 @@ class _ChunkSends:
         self.keep_alive()
 
     def keep_alive(self) -> None:
+        """Say the worker is alive if it is time, and commit the logs of what was sent if it is time."""
+        if self._flusher is not None:
+            self._flusher.offer(self.results.values())
         if time.monotonic() >= self._next_beat:
             self._conn.execute(query("keep_alive"))  # restarts the server's idle-in-transaction clock
             self._next_beat = time.monotonic() + self._heartbeat_seconds

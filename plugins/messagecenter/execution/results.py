@@ -1,4 +1,4 @@
-"""Results: what a delivery chunk writes when it is done, in its transaction.
+"""Results: what a delivery chunk writes, while it sends (:class:`LogFlusher`) and when it is done.
 
 An event with a final result (Sent, Ignored, Failed, or out of tries) gets its final delivery log;
 the others are scheduled for a retry with backoff. The unique delivery log per event makes a
@@ -8,11 +8,14 @@ redelivery write no second final log.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from messagecenter.core.settings import ProcessingSettings
 from messagecenter.core.types import Queue, Status
@@ -50,11 +53,13 @@ def write_results(
     settings: ProcessingSettings,
     *,
     copy_status: bool = False,
+    logged: Container[int] = frozenset(),
 ) -> Counts:
     """Write a chunk's outcome, in its transaction: final delivery logs, then retries with backoff.
 
     A final log is all a delivered event needs: the claim skips events that have one, and the
-    status copy sets the status and the error count (from ``tries``) on the event.
+    status copy sets the status and the error count (from ``tries``) on the event. ``logged``: the
+    events whose logs a :class:`LogFlusher` committed already while the chunk was sending.
     """
     counts = Counts()
     final: list[tuple[Result, Status]] = []
@@ -72,7 +77,9 @@ def write_results(
             delay = max(backoff(errors, settings.retry_backoff_seconds), r.retry_after)
             retry_at.append(now + timedelta(seconds=delay))
     if final:
-        insert_logs(conn, [log_row(queue, r, status) for r, status in final])
+        rows = [log_row(queue, r, status) for r, status in final if r.event.id not in logged]
+        if rows:
+            insert_logs(conn, rows)
         if copy_status:
             conn.execute(query("copy_delivered_status", queue), {"ids": [r.event.id for r, _ in final]})
     if retry_ids:
@@ -137,3 +144,61 @@ def insert_logs(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) -> N
             query("insert_delivery_logs"),
             dict(zip(LOG_COLUMNS, map(list, zip(*rows, strict=True)), strict=True)),
         )
+
+
+class LogFlusher:
+    """Commit the logs of the messages a chunk sent while it is still sending, in small batches.
+
+    The chunk's transaction holds its events' row locks until it ends; logs written in it die with
+    it, and a database restart mid-chunk would have the whole chunk sent again. The flusher writes
+    the final logs every ``interval`` seconds in short transactions of a connection of its own
+    (``insert_delivery_logs``: a log already there is kept), so a restart re-sends at most the
+    messages in flight and one interval's worth: the claim skips events that have a log. A flusher
+    that cannot write (the database is gone) stops trying; the chunk's own write covers the rest.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], queue: Queue, interval: float) -> None:
+        self._source = conn
+        self._queue = queue
+        self._interval = interval
+        self._conn: psycopg.Connection[Any] | None = None
+        self._due = time.monotonic() + interval
+        self._broken = False
+        self.logged: set[int] = set()
+
+    def offer(self, results: Iterable[Result], *, now: float | None = None) -> None:
+        """Commit the final results not logged yet, if the interval has passed."""
+        now = time.monotonic() if now is None else now
+        if self._broken or now < self._due:
+            return
+        self._due = now + self._interval
+        rows = [
+            log_row(self._queue, r, r.status)
+            for r in results
+            if r.status is not None and r.event.id not in self.logged
+        ]
+        if not rows:
+            return
+        try:
+            conn = self._connection()
+            conn.execute(
+                query("insert_delivery_logs"),
+                dict(zip(LOG_COLUMNS, map(list, zip(*rows, strict=True)), strict=True)),
+            )
+        except psycopg.Error as exc:
+            log.warning("Delivery logs not committed early (%s): the chunk writes them itself", exc)
+            self._broken = True
+            return
+        self.logged.update(row[0] for row in rows)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None:
+            # The chunk's own parameters, password included (PQconninfo), in autocommit.
+            params = {o.keyword.decode(): o.val.decode() for o in self._source.pgconn.info if o.val}
+            self._conn = psycopg.connect(make_conninfo(**params), autocommit=True)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

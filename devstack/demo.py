@@ -17,8 +17,9 @@ VERP return paths (``Return-Path`` in the ``.eml`` files) and one-click unsubscr
 part of the demo.
 
 ``make demo-check`` (``--check``) runs the same stack headless in a fresh directory, pushes real-time
-and batch events, waits until they are Sent, checks the mail landed, checks the bounce ended Delivery
-failed with its address in quarantine, and exits non-zero otherwise.
+and batch events, waits until they are Sent, checks the mail landed with signed return paths, checks
+the bounce ended Delivery failed with its address in quarantine and the next event to it Ignored,
+and exits non-zero otherwise.
 
 Ports (override by environment): ``MC_DEMO_PORT`` Airflow (8080), ``MC_DEMO_SMTP_PORT`` SMTP (8025),
 ``MC_DEMO_SINK_PORT`` SMS/push provider (8026). The check picks free ports unless they are set.
@@ -66,7 +67,7 @@ from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import load_settings
 from messagecenter.core.types import Channel, Status
 from messagecenter.db import schema
-from messagecenter.feedback import quarantine
+from messagecenter.feedback import quarantine, verp
 
 log = logging.getLogger("devstack.demo")
 
@@ -399,7 +400,7 @@ def check_delivery(
 ) -> int:
     """Wait until every pushed event is Sent, the messages reached the sinks, and the bounce event
     (``bounce``: its id and the database) is Delivery failed with its address quarantined as User
-    unknown; 0 when all of that happened."""
+    unknown; then check that the next event to that address is Ignored. 0 when all of that happened."""
     bounce_id, mc_dsn = bounce
     pushed_at = time.monotonic()
     deadline = pushed_at + CHECK_TIMEOUT
@@ -421,7 +422,39 @@ def check_delivery(
     waited = time.monotonic() - pushed_at
     for (queue, event_id), (code, name) in statuses.items():
         log.info("%-5s event %d: status %d (%s)", queue, event_id, code, name)
-    log.info("rt    event %d to %s: status %d (%s)", bounce_id, address.address, *bounced)
+    problems = [
+        f"{q} event {i} is {name} ({code})"
+        for (q, i), (code, name) in statuses.items()
+        if code != Status.SENT
+    ]
+    problems += bounce_problems(stack, intake, (bounce_id, bounced), address, deadline)
+    problems += sink_problems(demo_dir)
+    if not problems:
+        problems += doctor_errors(demo_dir)
+    total = time.monotonic() - started
+    if problems:
+        log.error("demo check FAILED after %.0f s (waited %.0f s for delivery): %s", total, waited, problems)
+        return 1
+    log.info(
+        "demo check OK: all events Sent, the bounce Delivery failed and its address quarantined %.0f s "
+        "after the push, the next event to it Ignored; wall time %.0f s",
+        waited,
+        total,
+    )
+    return 0
+
+
+def bounce_problems(
+    stack: Stack,
+    intake: IntakeClient,
+    bounce: tuple[int, tuple[int, str]],
+    address: quarantine.AddressState,
+    deadline: float,
+) -> list[str]:
+    """What went wrong with the bounce event (its id and status) and its address; when nothing did,
+    push one more event to the address and wait (until ``deadline``) for it to be Ignored."""
+    bounce_id, (code, name) = bounce
+    log.info("rt    event %d to %s: status %d (%s)", bounce_id, address.address, code, name)
     log.info(
         "quarantine of %s: %s (%s; %s)",
         address.address,
@@ -429,44 +462,51 @@ def check_delivery(
         address.failure_reason,
         address.reason,
     )
-    problems = [
-        f"{q} event {i} is {name} ({code})"
-        for (q, i), (code, name) in statuses.items()
-        if code != Status.SENT
-    ]
-    if bounced[0] != Status.FAILED:
-        problems.append(
-            f"rt event {bounce_id} to {address.address} is {bounced[1]} ({bounced[0]}), not Delivery failed"
-        )
+    problems = []
+    if code != Status.FAILED:
+        problems.append(f"rt event {bounce_id} to {address.address} is {name} ({code}), not Delivery failed")
     if address.status != quarantine.AddressStatus.QUARANTINE or address.failure_reason != "User unknown":
         problems.append(
             f"{address.address} is {address.status.api_name} ({address.failure_reason}), "
             "not in quarantine for User unknown"
         )
-    mails = sorted((demo_dir / "mail").glob("*.eml"))
+    if problems:
+        return problems
+    again = intake.push("rt", [BOUNCE_EVENT])[0]
+    status = intake.status("rt", again)
+    while not Status(status[0]).is_final and time.monotonic() < deadline + 30:
+        stack.check_alive()
+        time.sleep(1)
+        status = intake.status("rt", again)
+    log.info("rt    event %d to %s, now quarantined: status %d (%s)", again, address.address, *status)
+    if status[0] != Status.IGNORED:
+        return [
+            f"rt event {again} to quarantined {address.address} is {status[1]} ({status[0]}), not Ignored"
+        ]
+    return []
+
+
+def sink_problems(demo_dir: Path) -> list[str]:
+    """What the sinks lack: the sample messages, and a signed VERP return path on each mail."""
+    problems = []
+    mails = sorted((demo_dir / "mail").glob("*.eml"), key=lambda path: int(path.stem))
     wanted_mails = _sample_count("email") + 1  # and the one pushed through SOAP
     if len(mails) < wanted_mails:
         problems.append(f"{len(mails)} mail file(s) in {demo_dir / 'mail'}, expected {wanted_mails}")
+    key = (demo_dir / "feedback-secret").read_text().strip().encode()
+    for mail in mails[-wanted_mails:]:  # this run's (a reused demo folder keeps earlier ones)
+        first = mail.read_text().partition("\n")[0]
+        return_path = first.removeprefix("Return-Path:").strip()
+        if not first.startswith("Return-Path:") or verp.event_id_from(return_path, key) is None:
+            problems.append(f"{mail} has no signed VERP return path: {first!r}")
+    log.info("mail files: %s", ", ".join(p.name for p in mails[-wanted_mails:]))
     for name, wanted in (("sms", "sms"), ("push", "android")):
         expected = _sample_count(wanted)
         path = demo_dir / f"{name}.log"
         got = len(path.read_text().splitlines()) if path.exists() else 0
         if got < expected:
             problems.append(f"{got} line(s) in {path}, expected {expected}")
-    if not problems:
-        problems += doctor_errors(demo_dir)
-    total = time.monotonic() - started
-    if problems:
-        log.error("demo check FAILED after %.0f s (waited %.0f s for delivery): %s", total, waited, problems)
-        return 1
-    log.info("mail files: %s", ", ".join(p.name for p in mails))
-    log.info(
-        "demo check OK: all events Sent, the bounce Delivery failed and its address quarantined %.0f s "
-        "after the push; wall time %.0f s",
-        waited,
-        total,
-    )
-    return 0
+    return problems
 
 
 def doctor_errors(demo_dir: Path) -> list[str]:

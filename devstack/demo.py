@@ -8,8 +8,18 @@ scheduler, DAG processor; LocalExecutor), a local SMTP server and a fake SMS/pus
 execution workflows on and pushes a few sample events. Ctrl-C stops everything it started; a second
 run reuses ``.demo/``.
 
+The local SMTP server refuses ``bounce-*`` recipients (``550 5.1.1 ... User unknown``) and
+``softbounce-*`` ones (``452 4.2.2 Mailbox full``), as a receiving server would: the demo pushes one
+event to ``bounce-demo@example.com``, which ends Delivery failed, and ``updateEventsStatus`` qualifies
+the refusal and quarantines the address. ``MC_FEEDBACK_SECRET`` (generated into ``.demo/``) signs the
+VERP return paths (``Return-Path`` in the ``.eml`` files) and one-click unsubscribe links, whose base
+``MC_PUBLIC_URL`` is the demo's API. A bounce mailbox (``bounceProcessing``) needs a real MTA: not
+part of the demo.
+
 ``make demo-check`` (``--check``) runs the same stack headless in a fresh directory, pushes real-time
-and batch events, waits until they are Sent, checks the mail landed, and exits non-zero otherwise.
+and batch events, waits until they are Sent, checks the mail landed with signed return paths, checks
+the bounce ended Delivery failed with its address in quarantine and the next event to it Ignored,
+and exits non-zero otherwise.
 
 Ports (override by environment): ``MC_DEMO_PORT`` Airflow (8080), ``MC_DEMO_SMTP_PORT`` SMTP (8025),
 ``MC_DEMO_SINK_PORT`` SMS/push provider (8026). The check picks free ports unless they are set.
@@ -55,8 +65,9 @@ from devstack.stack import (
 )
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import load_settings
-from messagecenter.core.types import Status
+from messagecenter.core.types import Channel, Status
 from messagecenter.db import schema
+from messagecenter.feedback import quarantine, verp
 
 log = logging.getLogger("devstack.demo")
 
@@ -67,6 +78,7 @@ EXAMPLE_TEMPLATES = REPO / "include" / "templates" / "example.yaml"
 PUBLISH_DAG = "publishTemplates"
 ARCHIVING_DAG = "mcArchiving_local"  # from the mc_exec_local connection
 CHECK_TIMEOUT = float(os.environ.get("MC_DEMO_CHECK_TIMEOUT", "240"))
+BOUNCE_DOMAIN = "bounces.example.com"  # mc_smtp's return_path_domain: VERP return paths end here
 
 SAMPLE_EVENTS: dict[str, list[dict[str, Any]]] = {
     "rt": [
@@ -91,6 +103,15 @@ SAMPLE_EVENTS: dict[str, list[dict[str, Any]]] = {
             "ctx": {"orderId": "1234"},
         },
     ],
+}
+
+
+# Refused by the demo's SMTP server (550 5.1.1 user unknown): Delivery failed, then quarantined.
+BOUNCE_EVENT: dict[str, Any] = {
+    "type": "ORDER_CONFIRMATION",
+    "email": "bounce-demo@example.com",
+    "language": "en",
+    "ctx": {"firstName": "Dora", "orderId": "4040"},
 }
 
 
@@ -193,6 +214,13 @@ def api_token(demo_dir: Path) -> str:
     return configured[0] if configured else _secret_file(demo_dir / "api-token")
 
 
+def feedback_env(demo_dir: Path, base_url: str) -> dict[str, str]:
+    """``MC_FEEDBACK_SECRET`` (generated once into ``feedback-secret``) and ``MC_PUBLIC_URL`` (the
+    demo's API, where one-click unsubscribe links point)."""
+    secret = _secret_file(demo_dir / "feedback-secret", lambda: secrets.token_urlsafe(32))
+    return {"MC_FEEDBACK_SECRET": secret, "MC_PUBLIC_URL": f"{base_url}/messagecenter"}
+
+
 def _port(name: str, default: int, check: bool) -> int:
     """Port from ``name`` if set; else ``default`` for the demo, a free one for the check. Refused
     up front when taken, with the variable to set, rather than as a component's crash later."""
@@ -213,11 +241,13 @@ def _port(name: str, default: int, check: bool) -> int:
 
 def connections_env(dbs: Databases, mail: MailSink, provider: ProviderSink) -> dict[str, str]:
     """The ``AIRFLOW_CONN_*`` variables every component gets (one database plays both roles)."""
+    smtp = mail.connection()
+    smtp["extra"] = {**smtp["extra"], "return_path_domain": BOUNCE_DOMAIN}
     conns = {
         "mc_execution": postgres_connection(dbs.mc_dsn),
         "mc_control": postgres_connection(dbs.mc_dsn),
         "mc_exec_local": postgres_connection(dbs.mc_dsn, instance_id=1),
-        "mc_smtp": mail.connection(),
+        "mc_smtp": smtp,
         "mc_sms": provider.connection("sms"),
         "mc_push": provider.connection("push"),
     }
@@ -305,7 +335,12 @@ def run(demo_dir: Path, *, check: bool) -> int:
             jwt_secret=_secret_file(demo_dir / "jwt-secret", lambda: secrets.token_urlsafe(64)),
             admin_password=_secret_file(demo_dir / "admin-password", lambda: secrets.token_urlsafe(12)),
             viewer_password=_secret_file(demo_dir / "viewer-password", lambda: secrets.token_urlsafe(12)),
-            extra={**connections_env(dbs, mail, provider), "MC_API_TOKENS": token, "MC_INSTANCE_ID": "1"},
+            extra={
+                **connections_env(dbs, mail, provider),
+                **feedback_env(demo_dir, f"http://127.0.0.1:{port}"),
+                "MC_API_TOKENS": token,
+                "MC_INSTANCE_ID": "1",
+            },
         )
         config.write_passwords_file()
         stack = resources.enter_context(Stack(config, demo_dir / "logs"))
@@ -321,26 +356,67 @@ def run(demo_dir: Path, *, check: bool) -> int:
         intake.wait_ready()
         pushed = {queue: intake.push(queue, events) for queue, events in SAMPLE_EVENTS.items()}
         pushed["rt"].append(intake.push_soap(f"{config.base_url}/nl/jsp/soaprouter.jsp", token))
-        log.info("pushed sample events: %s (ready after %.0f s)", pushed, time.monotonic() - started)
+        if check:  # a check on a reused database starts from a known state: the address not quarantined
+            release_bounce_address(dbs.mc_dsn)
+        bounced = intake.push("rt", [BOUNCE_EVENT])[0]
+        log.info(
+            "pushed sample events: %s, and %d to %s (ready after %.0f s)",
+            pushed,
+            bounced,
+            BOUNCE_EVENT["email"],
+            time.monotonic() - started,
+        )
         if check:
-            return check_delivery(stack, intake, pushed, demo_dir, started)
+            return check_delivery(stack, intake, pushed, demo_dir, started, bounce=(bounced, dbs.mc_dsn))
         _banner(config, intake.base, token, demo_dir, dbs)
         while True:
             stack.check_alive()
             time.sleep(2)
 
 
+def release_bounce_address(mc_dsn: str) -> None:
+    """Make the bounce event's address Valid again (a check that reuses ``.demo/`` found it quarantined)."""
+    with psycopg.connect(mc_dsn, autocommit=True) as conn:
+        state = quarantine.get_state(conn, Channel.EMAIL, BOUNCE_EVENT["email"])
+        if state.status != quarantine.AddressStatus.VALID:
+            quarantine.set_status(
+                conn, Channel.EMAIL, state.address, quarantine.AddressStatus.VALID, source="demo-check"
+            )
+
+
+def bounce_address_state(mc_dsn: str) -> quarantine.AddressState:
+    with psycopg.connect(mc_dsn, autocommit=True) as conn:
+        return quarantine.get_state(conn, Channel.EMAIL, BOUNCE_EVENT["email"])
+
+
 def check_delivery(
-    stack: Stack, intake: IntakeClient, pushed: dict[str, list[int]], demo_dir: Path, started: float
+    stack: Stack,
+    intake: IntakeClient,
+    pushed: dict[str, list[int]],
+    demo_dir: Path,
+    started: float,
+    *,
+    bounce: tuple[int, str],
 ) -> int:
-    """Wait until every pushed event is Sent and the messages reached the sinks; 0 when they did."""
+    """Wait until every pushed event is Sent, the messages reached the sinks, and the bounce event
+    (``bounce``: its id and the database) is Delivery failed with its address quarantined as User
+    unknown; then check that the next event to that address is Ignored. 0 when all of that happened."""
+    bounce_id, mc_dsn = bounce
     pushed_at = time.monotonic()
     deadline = pushed_at + CHECK_TIMEOUT
     statuses: dict[tuple[str, int], tuple[int, str]] = {}
+    bounced: tuple[int, str] = (-1, "not read")
+    address = quarantine.AddressState("email", BOUNCE_EVENT["email"], quarantine.AddressStatus.VALID)
     while time.monotonic() < deadline:
         stack.check_alive()
         statuses = {(q, i): intake.status(q, i) for q, ids in pushed.items() for i in ids}
-        if all(code == Status.SENT for code, _ in statuses.values()):
+        bounced = intake.status("rt", bounce_id)
+        address = bounce_address_state(mc_dsn)
+        if (
+            all(code == Status.SENT for code, _ in statuses.values())
+            and bounced[0] == Status.FAILED
+            and address.status == quarantine.AddressStatus.QUARANTINE
+        ):
             break
         time.sleep(2)
     waited = time.monotonic() - pushed_at
@@ -351,25 +427,86 @@ def check_delivery(
         for (q, i), (code, name) in statuses.items()
         if code != Status.SENT
     ]
-    mails = sorted((demo_dir / "mail").glob("*.eml"))
-    wanted_mails = _sample_count("email") + 1  # and the one pushed through SOAP
-    if len(mails) < wanted_mails:
-        problems.append(f"{len(mails)} mail file(s) in {demo_dir / 'mail'}, expected {wanted_mails}")
-    for name, wanted in (("sms", "sms"), ("push", "android")):
-        expected = _sample_count(wanted)
-        path = demo_dir / f"{name}.log"
-        got = len(path.read_text().splitlines()) if path.exists() else 0
-        if got < expected:
-            problems.append(f"{got} line(s) in {path}, expected {expected}")
+    problems += bounce_problems(stack, intake, (bounce_id, bounced), address, deadline)
+    problems += sink_problems(demo_dir)
     if not problems:
         problems += doctor_errors(demo_dir)
     total = time.monotonic() - started
     if problems:
         log.error("demo check FAILED after %.0f s (waited %.0f s for delivery): %s", total, waited, problems)
         return 1
-    log.info("mail files: %s", ", ".join(p.name for p in mails))
-    log.info("demo check OK: all events Sent %.0f s after the push; wall time %.0f s", waited, total)
+    log.info(
+        "demo check OK: all events Sent, the bounce Delivery failed and its address quarantined %.0f s "
+        "after the push, the next event to it Ignored; wall time %.0f s",
+        waited,
+        total,
+    )
     return 0
+
+
+def bounce_problems(
+    stack: Stack,
+    intake: IntakeClient,
+    bounce: tuple[int, tuple[int, str]],
+    address: quarantine.AddressState,
+    deadline: float,
+) -> list[str]:
+    """What went wrong with the bounce event (its id and status) and its address; when nothing did,
+    push one more event to the address and wait (until ``deadline``) for it to be Ignored."""
+    bounce_id, (code, name) = bounce
+    log.info("rt    event %d to %s: status %d (%s)", bounce_id, address.address, code, name)
+    log.info(
+        "quarantine of %s: %s (%s; %s)",
+        address.address,
+        address.status.api_name,
+        address.failure_reason,
+        address.reason,
+    )
+    problems = []
+    if code != Status.FAILED:
+        problems.append(f"rt event {bounce_id} to {address.address} is {name} ({code}), not Delivery failed")
+    if address.status != quarantine.AddressStatus.QUARANTINE or address.failure_reason != "User unknown":
+        problems.append(
+            f"{address.address} is {address.status.api_name} ({address.failure_reason}), "
+            "not in quarantine for User unknown"
+        )
+    if problems:
+        return problems
+    again = intake.push("rt", [BOUNCE_EVENT])[0]
+    status = intake.status("rt", again)
+    while not Status(status[0]).is_final and time.monotonic() < deadline + 30:
+        stack.check_alive()
+        time.sleep(1)
+        status = intake.status("rt", again)
+    log.info("rt    event %d to %s, now quarantined: status %d (%s)", again, address.address, *status)
+    if status[0] != Status.IGNORED:
+        return [
+            f"rt event {again} to quarantined {address.address} is {status[1]} ({status[0]}), not Ignored"
+        ]
+    return []
+
+
+def sink_problems(demo_dir: Path) -> list[str]:
+    """What the sinks lack: the sample messages, and a signed VERP return path on each mail."""
+    problems = []
+    mails = sorted((demo_dir / "mail").glob("*.eml"), key=lambda path: int(path.stem))
+    wanted_mails = _sample_count("email") + 1  # and the one pushed through SOAP
+    if len(mails) < wanted_mails:
+        problems.append(f"{len(mails)} mail file(s) in {demo_dir / 'mail'}, expected {wanted_mails}")
+    key = (demo_dir / "feedback-secret").read_text().strip().encode()
+    for mail in mails[-wanted_mails:]:  # this run's (a reused demo folder keeps earlier ones)
+        first = mail.read_text().partition("\n")[0]
+        return_path = first.removeprefix("Return-Path:").strip()
+        if not first.startswith("Return-Path:") or verp.event_id_from(return_path, key) is None:
+            problems.append(f"{mail} has no signed VERP return path: {first!r}")
+    log.info("mail files: %s", ", ".join(p.name for p in mails[-wanted_mails:]))
+    for name, wanted in (("sms", "sms"), ("push", "android")):
+        expected = _sample_count(wanted)
+        path = demo_dir / f"{name}.log"
+        got = len(path.read_text().splitlines()) if path.exists() else 0
+        if got < expected:
+            problems.append(f"{got} line(s) in {path}, expected {expected}")
+    return problems
 
 
 def doctor_errors(demo_dir: Path) -> list[str]:
@@ -449,6 +586,9 @@ Message Center demo is running (the execution workflows are on; sample events we
                   -H 'Content-Type: application/json' -d '{sample}'
   Read:         curl -s {api}/events/rt/<id> -H 'Authorization: Bearer {token}'
   Mail:         {demo_dir / "mail"}/<n>.eml    SMS / push: {demo_dir / "sms.log"}, {demo_dir / "push.log"}
+  Bounces:      the SMTP server refuses bounce-<x>@... (550 user unknown) and softbounce-<x>@... (452
+                mailbox full); {BOUNCE_EVENT["email"]} was refused, and is quarantined within a
+                minute: `python -m messagecenter quarantine list` (after sourcing the env, below)
   Database:     {dbs.mc_dsn}
   Logs:         {demo_dir / "logs"} (components), {config.home / "logs"} (tasks)
   Operate it:   source {demo_dir / "env"}   then e.g. `airflow dags list`, `python -m messagecenter doctor`

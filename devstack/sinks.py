@@ -1,6 +1,11 @@
 """Local message sinks for the demo: an SMTP server that keeps each mail as a ``.eml`` file, and an
 HTTP server that plays the SMS and push providers and appends each JSON body it receives to a log.
 
+The mail sink also refuses some recipients as a real receiving server would, so that the demo shows
+what happens after a refusal: a local part starting with ``bounce-`` gets ``550 5.1.1 ... User
+unknown`` at ``RCPT`` (a hard bounce: the event ends Delivery failed and the address is quarantined),
+one starting with ``softbounce-`` gets ``452 4.2.2 Mailbox full`` (a soft one: retried, then counted).
+
 They run in threads of the demo process (so they stop with it) and stand in for real providers
 through the same Airflow connections a deployment would use (``mc_smtp``, ``mc_sms``, ``mc_push``).
 Their servers (``SmtpServer``, ``HttpServer``) take any handler: the benchmarks' sinks are the same
@@ -21,11 +26,25 @@ from typing import Any, Self
 log = logging.getLogger(__name__)
 
 SENDER = "messagecenter@example.com"
+HARD_BOUNCE_PREFIX = "bounce-"  # local parts the mail sink refuses for good (550 5.1.1 user unknown)
+SOFT_BOUNCE_PREFIX = "softbounce-"  # local parts it refuses for now (452 4.2.2 mailbox full)
+
+
+def refusal(address: str) -> str | None:
+    """The SMTP answer the mail sink gives at ``RCPT TO`` for ``address``, or ``None`` to accept it."""
+    local_part = address.rpartition("@")[0].lower()
+    if local_part.startswith(HARD_BOUNCE_PREFIX):
+        return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+    if local_part.startswith(SOFT_BOUNCE_PREFIX):
+        return "452 4.2.2 Mailbox full"
+    return None
 
 
 class _MailWriter:
     """aiosmtpd handler: each accepted message becomes ``<directory>/<n>.eml`` (numbering goes on
-    from the files already there, so a second demo run keeps the first run's mail)."""
+    from the files already there, so a second demo run keeps the first run's mail), with the
+    ``Return-Path`` a delivering server adds (the envelope sender: where a bounce would go).
+    Recipients named by :func:`refusal` are refused at ``RCPT TO``."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -34,12 +53,23 @@ class _MailWriter:
         self._numbers = itertools.count(max(numbers, default=0) + 1)
         self._lock = threading.Lock()
 
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        refused = refusal(address)
+        if refused is not None:
+            log.info("mail to %s refused: %s", address, refused)
+            return refused
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
             number = next(self._numbers)
         path = self.directory / f"{number}.eml"
         partial = path.with_suffix(".eml.part")  # renamed when complete: a reader never sees half a mail
-        partial.write_bytes(envelope.original_content or envelope.content)
+        return_path = f"Return-Path: <{envelope.mail_from or ''}>\r\n".encode()
+        partial.write_bytes(return_path + (envelope.original_content or envelope.content))
         partial.rename(path)
         log.info("mail to %s -> %s", ", ".join(envelope.rcpt_tos), path)
         return "250 OK"
@@ -83,7 +113,8 @@ class SmtpServer:
 
 
 class MailSink(SmtpServer):
-    """An SMTP server on ``127.0.0.1:port`` writing every mail it accepts to ``directory``.
+    """An SMTP server on ``127.0.0.1:port`` writing every mail it accepts to ``directory``; it
+    refuses ``bounce-*`` (550) and ``softbounce-*`` (452) recipients.
 
     :param directory: where ``<n>.eml`` files go.
     :param port: listening port (0: a free one).

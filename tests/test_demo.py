@@ -41,6 +41,40 @@ def test_mail_sink_keeps_each_mail_as_a_numbered_eml_file_across_runs(tmp_path: 
     assert sink.connection()["extra"]["disable_tls"] is True
 
 
+def test_mail_sink_refuses_bounce_recipients_as_a_receiving_server_would(tmp_path: Path) -> None:
+    mail_dir = tmp_path / "mail"
+    with MailSink(mail_dir) as sink, smtplib.SMTP("127.0.0.1", sink.port) as client:
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as hard:
+            client.send_message(_mail("bounce-demo@example.com", "hard"))
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as soft:
+            client.send_message(_mail("SoftBounce-ann@example.com", "soft"))
+        client.send_message(_mail("ann@example.com", "kept"), from_addr="bounce+1a-abc@bounces.example.com")
+    assert hard.value.recipients == {
+        "bounce-demo@example.com": (
+            550,
+            b"5.1.1 <bounce-demo@example.com>: Recipient address rejected: User unknown",
+        )
+    }
+    assert soft.value.recipients == {"SoftBounce-ann@example.com": (452, b"4.2.2 Mailbox full")}
+    assert [p.name for p in mail_dir.iterdir()] == ["1.eml"]  # refused mail is not kept
+    kept = (mail_dir / "1.eml").read_text()
+    assert kept.splitlines()[0] == "Return-Path: <bounce+1a-abc@bounces.example.com>"
+    assert "Subject: kept" in kept
+
+
+def test_the_refused_texts_qualify_as_campaign_would() -> None:
+    from devstack.sinks import refusal
+
+    from messagecenter.feedback.qualification import qualify
+    from messagecenter.feedback.types import FailureReason, FailureType
+
+    hard = qualify(refusal("bounce-x@example.com") or "")
+    soft = qualify(refusal("softbounce-x@example.com") or "")
+    assert (hard.type, hard.reason) == (FailureType.HARD, FailureReason.USER_UNKNOWN)
+    assert (soft.type, soft.reason) == (FailureType.SOFT, FailureReason.MAILBOX_FULL)
+    assert refusal("ann.bounce-x@example.com") is None
+
+
 def test_provider_sink_logs_each_json_body_per_endpoint(tmp_path: Path) -> None:
     with ProviderSink(tmp_path) as sink:
         base = f"http://127.0.0.1:{sink.port}"
@@ -153,3 +187,20 @@ def test_demo_secrets_are_generated_once_and_private(tmp_path: Path, monkeypatch
     assert (tmp_path / "api-token").stat().st_mode & 0o077 == 0
     monkeypatch.setenv("MC_API_TOKENS", "from-env,second")
     assert demo.api_token(tmp_path) == "from-env"
+
+
+def test_demo_feedback_settings_sign_with_a_private_secret_and_point_at_the_api(tmp_path: Path) -> None:
+    env = demo.feedback_env(tmp_path, "http://127.0.0.1:8080")
+    assert demo.feedback_env(tmp_path, "http://127.0.0.1:8080") == env  # kept across runs
+    assert len(env["MC_FEEDBACK_SECRET"]) >= 32
+    assert (tmp_path / "feedback-secret").stat().st_mode & 0o077 == 0
+    assert env["MC_PUBLIC_URL"] == "http://127.0.0.1:8080/messagecenter"
+
+
+def test_demo_smtp_connection_sends_with_a_verp_return_path(tmp_path: Path) -> None:
+    dbs = demo.Databases(mc_dsn="host=/tmp/pg dbname=mc", airflow_dsn="host=/tmp/pg dbname=af")
+    with MailSink(tmp_path / "mail") as mail, ProviderSink(tmp_path) as provider:
+        env = demo.connections_env(dbs, mail, provider)
+    smtp = json.loads(env["AIRFLOW_CONN_MC_SMTP"])
+    assert smtp["extra"]["return_path_domain"] == demo.BOUNCE_DOMAIN
+    assert smtp["port"] == mail.port

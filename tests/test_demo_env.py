@@ -87,3 +87,20 @@ def test_add_instance_without_the_demo_env_says_what_to_do() -> None:
     )
     assert done.returncode == 1
     assert "source .demo/env" in done.stderr
+
+
+def test_a_check_on_a_reused_database_starts_with_the_bounce_address_valid(db_dsn: str) -> None:
+    import psycopg
+    from devstack import demo
+
+    from messagecenter.core.types import Channel
+    from messagecenter.feedback import quarantine
+
+    address = demo.BOUNCE_EVENT["email"]
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        quarantine.set_status(conn, Channel.EMAIL, address, quarantine.AddressStatus.QUARANTINE)
+    demo.release_bounce_address(db_dsn)
+    state = demo.bounce_address_state(db_dsn)
+    assert (state.status, state.source) == (quarantine.AddressStatus.VALID, "demo-check")
+    demo.release_bounce_address(db_dsn)  # already Valid: left as it is
+    assert demo.bounce_address_state(db_dsn).updated == state.updated

@@ -104,7 +104,7 @@ def sample(item: Declared) -> str:
     if isinstance(default, tuple):
         return "t1,t2"
     if isinstance(default, str):
-        return default + "_other"
+        return (default + "_other").ljust(32, "x")  # long enough for a secret
     assert declaration.high is not None, item.env
     return str(int(declaration.high))
 
@@ -317,3 +317,9 @@ def test_make_config_docs_writes_the_reference() -> None:
     )
     assert out.stdout.decode() == reference_markdown()
     assert out.stderr == b""
+
+
+def test_a_feedback_secret_too_short_to_sign_with_is_refused() -> None:
+    with pytest.raises(ConfigError, match="MC_FEEDBACK_SECRET must be at least 32 bytes"):
+        load_settings({"MC_FEEDBACK_SECRET": "short"})
+    assert load_settings({"MC_FEEDBACK_SECRET": "s" * 32}).feedback.key == b"s" * 32

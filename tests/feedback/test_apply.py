@@ -193,3 +193,17 @@ def test_operators_add_and_release(conn, status: AddressStatus) -> None:
     assert rows == [("+33600000000", int(status))]
     assert set_status(conn, Channel.SMS, "+33600000000", AddressStatus.VALID).status == AddressStatus.VALID
     assert conn.execute(query("quarantined"), {"channel": 1, "addresses": ["+33600000000"]}).fetchall() == []
+
+
+def test_a_message_id_quoted_without_brackets_finds_its_log(conn) -> None:
+    sent(conn, 1, "ann@example.com", message_id="<179.42.mc1@shop.test>")
+    counts = apply(conn, Feedback("mailgun", "failed", message_id="179.42.mc1@shop.test", text="5.1.1"))
+    assert (counts.applied, counts.unmatched) == (1, 0)
+
+
+def test_an_overlong_id_is_kept_as_its_hash(conn) -> None:
+    counts = apply(conn, Feedback("mailbox", "failed", message_id="x" * 100_000, event_key="k" * 100_000))
+    assert counts.unmatched == 1
+    (kept,) = conn.execute("SELECT message_id FROM mc.feedback_unmatched").fetchone()
+    assert kept.startswith("sha256:")
+    assert len(kept) < 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import psycopg
@@ -116,3 +117,13 @@ def test_an_address_with_errors_is_sent_to_and_a_success_makes_it_valid(conn, sm
     (event_id,) = deliver(conn, "flaky@example.com")
     assert status_and_error(conn, event_id) == (2, None)
     assert get_state(conn, Channel.EMAIL, "flaky@example.com").status == AddressStatus.VALID
+
+
+def test_relays_get_the_headers_that_echo_our_event_id(conn, smtp_sink) -> None:
+    (event_id,) = deliver(conn, "ann@example.com")
+    (received,) = smtp_sink.recorder.received
+    mail = received.mail
+    assert json.loads(mail["X-SMTPAPI"]) == {"unique_args": {"mc_event_id": str(event_id)}}
+    assert json.loads(mail["X-Mailgun-Variables"]) == {"mc_event_id": str(event_id)}
+    assert mail["X-PM-Metadata-mc_event_id"] == str(event_id)
+    assert mail["X-SES-MESSAGE-TAGS"] == f"mc_event_id={event_id}"

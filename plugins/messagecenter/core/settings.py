@@ -36,6 +36,8 @@ PUSH_CONN_ID = "mc_push"
 BOUNCE_MAILBOX_CONN_ID = "mc_bounce_mailbox"
 
 T = TypeVar("T")
+# The feedback secret signs VERP return paths and unsubscribe links: shorter keys are refused.
+MIN_SECRET_BYTES = 32
 _SETTING = "messagecenter.setting"
 _GROUP = "messagecenter.group"
 
@@ -425,6 +427,13 @@ class FeedbackSettings:
         high=1024**3,
         help="largest provider webhook body the API reads",
     )
+
+    def __post_init__(self) -> None:
+        if self.secret and len(self.secret.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"MC_FEEDBACK_SECRET must be at least {MIN_SECRET_BYTES} bytes long "
+                f"(got {len(self.secret.encode())}): it signs return paths and unsubscribe links"
+            )
 
     @property
     def key(self) -> bytes | None:

@@ -248,6 +248,8 @@ class SmtpTransport:
         mail["Date"] = format_datetime(datetime.now(UTC))
         mail["Message-ID"] = make_msgid(idstring=f"mc{message.event_id}", domain=self._msgid_domain)
         mail[EVENT_ID_HEADER] = str(message.event_id)
+        for header, value in _relay_echo_headers(message.event_id):
+            mail[header] = value
         if message.list_unsubscribe and self._public_url and self._feedback_key:
             for header, value in unsubscribe.headers(
                 self._public_url, Channel.EMAIL, message.address, message.event_id, self._feedback_key
@@ -324,3 +326,14 @@ class SmtpTransport:
         self._may_reconnect = True  # this connection worked: a later drop deserves a reconnect
         answer = "250 accepted" + (f", refused: {refused}" if refused else "")
         return SendResult(Outcome.SENT, message_id=message_id, provider_answer=truncate(answer)), False
+
+
+def _relay_echo_headers(event_id: int) -> tuple[tuple[str, str], ...]:
+    """Headers by which the SMTP relays of SendGrid, Mailgun, Postmark and SES echo our event id in
+    their webhooks (unique args, user variables, metadata, message tags), so feedback finds its log."""
+    return (
+        ("X-SMTPAPI", f'{{"unique_args": {{"mc_event_id": "{event_id}"}}}}'),
+        ("X-Mailgun-Variables", f'{{"mc_event_id": "{event_id}"}}'),
+        ("X-PM-Metadata-mc_event_id", str(event_id)),
+        ("X-SES-MESSAGE-TAGS", f"mc_event_id={event_id}"),
+    )

@@ -18,10 +18,11 @@ All of it in one transaction per batch, set-based (one statement per step, not p
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 Kind = Literal["delivered", "failed", "deferred", "complaint", "unsubscribe", "ignored"]
 Qualifier = Callable[[str, "str | None"], Qualification]
 MAX_TEXT = 2_000
+MAX_ID = 500  # longer ids are kept as their hash
 # What one log keeps when a batch holds several items for it: the most decisive.
 _RANK = {"failed": 5, "complaint": 4, "unsubscribe": 3, "delivered": 2, "deferred": 1, "ignored": 0}
 # Quarantine statuses (mc.quarantine.status), Campaign's names.
@@ -108,6 +110,17 @@ class _Log:
     status: int
 
 
+def _bounded(item: Feedback) -> Feedback:
+    """Ids as anyone may send them (a bounce's Message-ID, a provider's key) fit an index entry."""
+    return replace(item, message_id=_short(item.message_id), event_key=_short(item.event_key))
+
+
+def _short(value: str | None) -> str | None:
+    if value is None or len(value) <= MAX_ID:
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
+
+
 def _fresh(
     conn: psycopg.Connection[Any], items: Sequence[Feedback], counts: FeedbackCounts
 ) -> list[Feedback]:
@@ -144,8 +157,10 @@ def _logs(
         for row in conn.execute(query("logs_by_event"), {"ids": event_ids}):
             by_event[row[1]] = _Log(row[0], row[1], row[2], row[3], row[4])
     if message_ids:
-        for row in conn.execute(query("logs_by_message_id"), {"ids": message_ids}):
-            by_message[row[6]] = _Log(row[0], row[1], row[2], row[3], row[4])
+        # Providers quote a Message-ID without its angle brackets; the log keeps it as sent.
+        bracketed = {f"<{m}>": m for m in message_ids if not m.startswith("<")}
+        for row in conn.execute(query("logs_by_message_id"), {"ids": [*message_ids, *bracketed]}):
+            by_message[bracketed.get(row[6], row[6])] = _Log(row[0], row[1], row[2], row[3], row[4])
     return by_event, by_message
 
 
@@ -178,7 +193,7 @@ def apply_feedback(
     rules: FeedbackSettings,
 ) -> FeedbackCounts:
     """Apply one batch of feedback in one transaction; see the module docstring for what it does."""
-    batch = list(items)
+    batch = [_bounded(item) for item in items]
     counts = FeedbackCounts(received=len(batch))
     now = datetime.now(UTC)
     with conn.transaction():

@@ -1,6 +1,6 @@
 # The Airflow image of the Message Center stack (docker-compose.yaml builds it for every Airflow service).
 # Extends the official image as its documentation recommends: the same Airflow version as the one
-# requirements.txt pins (tests/test_compose.py checks they agree), the whole pinned set on top, then
+# requirements.txt pins (tests/devstack/test_compose.py checks they agree), the whole pinned set on top, then
 # the Message Center package itself (`pip install .`: the runtime package with its SQL and page files,
 # and the provider entry point that gives Airflow's "Add connection" form the Message Center
 # connection types). docker-compose.yaml still mounts dags/, plugins/ and include/, which run.

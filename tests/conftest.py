@@ -18,11 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.support.builders import REPO, create_database, drop_database
+
 # Before anything imports airflow: an Airflow home of our own, and no developer setting leaking in.
 for _name in [n for n in os.environ if n.startswith(("MC_", "AIRFLOW_CONN_MC", "AIRFLOW__"))]:
     if _name != "MC_TEST_DSN":
         del os.environ[_name]
-REPO = Path(__file__).resolve().parents[1]
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="mc-airflow-home-"))
 os.environ.update(
     {
@@ -40,8 +41,6 @@ os.environ.update(
 
 import psycopg  # noqa: E402
 import pytest  # noqa: E402
-from psycopg import sql  # noqa: E402
-from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
 from messagecenter.db import schema  # noqa: E402
 
@@ -71,27 +70,6 @@ def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
     yield server.get_uri()
     server.cleanup()
-
-
-def _dsn_for(admin_dsn: str, dbname: str) -> str:
-    params = conninfo_to_dict(admin_dsn)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
-
-
-def create_database(admin_dsn: str, name: str, template: str | None = None) -> str:
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-        if template:
-            query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-        admin.execute(query)
-    return _dsn_for(admin_dsn, name)
-
-
-def drop_database(admin_dsn: str, name: str) -> None:
-    with psycopg.connect(admin_dsn, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")
@@ -142,13 +120,6 @@ def conn(db_dsn: str) -> Iterator[psycopg.Connection[Any]]:
         yield connection
 
 
-def airflow_uri(dsn: str) -> str:
-    """The ``AIRFLOW_CONN_*`` URI form of a libpq DSN."""
-    p = conninfo_to_dict(dsn)
-    auth = p.get("user", "postgres") + (f":{p['password']}" if p.get("password") else "")
-    return f"postgresql://{auth}@{p.get('host', 'localhost')}:{p.get('port', 5432)}/{p['dbname']}"
-
-
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """An initialised Airflow metadata DB (SQLite) in the test Airflow home."""
@@ -174,7 +145,7 @@ def _fresh_circuit_breakers() -> Iterator[None]:
 @pytest.fixture
 def smtp_sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A real SMTP server, registered as the ``mc_smtp`` connection."""
-    from tests.sinks import SmtpSink
+    from tests.support.sinks import SmtpSink
 
     with SmtpSink() as sink:
         monkeypatch.setenv("AIRFLOW_CONN_MC_SMTP", sink.connection())
@@ -184,7 +155,7 @@ def smtp_sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 @pytest.fixture
 def http_sinks(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """Real SMS and push providers, registered as the ``mc_sms`` and ``mc_push`` connections."""
-    from tests.sinks import HttpSink
+    from tests.support.sinks import HttpSink
 
     with HttpSink() as sms, HttpSink() as push:  # each yields its Provider
         monkeypatch.setenv("AIRFLOW_CONN_MC_SMS", sms.connection("/sms"))

@@ -1,14 +1,16 @@
-"""The package's boundaries: what production installs, where SQL lives, what DAG files import."""
+"""The package's boundaries: what production installs, where SQL lives, what DAG files import, and
+how the tests are laid out (one folder per source package, shared helpers in tests/support)."""
 
 from __future__ import annotations
 
 import ast
 import re
+from pathlib import Path
 
 import pytest
 
 from messagecenter.db import queries
-from tests.conftest import REPO
+from tests.support.builders import REPO
 
 DEV_ONLY = ("pgserver", "aiosmtpd", "fasteners")  # aiosmtpd's atpublic is a production pin
 
@@ -93,3 +95,80 @@ def test_make_bench_runs_every_benchmark() -> None:
 
     assert sorted(listed) == [p.stem for p in BENCHMARKS]
     assert len(set(listed)) == len(listed)
+
+
+# --- The tests' layout -----------------------------------------------------------------------------
+
+TESTS = REPO / "tests"
+# A test folder per source package of plugins/messagecenter, the CLI module and the development stack.
+AXES = {
+    "core",
+    "db",
+    "intake",
+    "execution",
+    "delivery",
+    "templates",
+    "control",
+    "monitoring",
+    "feedback",
+    "airflow",
+    "api",
+    "cli",
+    "devstack",
+}
+REPOSITORY_WIDE = {"test_layout.py", "test_docs.py"}  # the only tests at the top of tests/
+SUPPORT = "tests.support"  # what tests share: no test module imports another
+
+
+def _test_files() -> list[Path]:
+    return sorted({*TESTS.rglob("test_*.py"), *TESTS.rglob("*_test.py")})
+
+
+def test_test_folders_mirror_the_source_packages() -> None:
+    source = REPO / "plugins" / "messagecenter"
+    for axis in AXES:
+        mirrored = (source / axis, source / f"{axis}.py", REPO / axis)
+        assert any(path.exists() for path in mirrored), f"tests/{axis}/ mirrors no package or module"
+    folders = {path.name for path in TESTS.iterdir() if path.is_dir() and path.name != "__pycache__"}
+    assert folders - AXES == {"support"}
+
+
+def test_every_test_file_sits_in_the_folder_of_what_it_tests() -> None:
+    misplaced = [
+        str(path.relative_to(REPO))
+        for path in _test_files()
+        if (path.parent == TESTS and path.name not in REPOSITORY_WIDE)
+        or (path.parent != TESTS and path.relative_to(TESTS).parts[0] not in AXES)
+    ]
+    assert misplaced == [], (
+        "move each into tests/<package it tests>/ (only repository-wide checks at the top)"
+    )
+
+
+def test_every_test_folder_is_a_package() -> None:
+    folders = {path.parent for path in TESTS.rglob("*.py")}
+    assert sorted(str(f.relative_to(REPO)) for f in folders if not (f / "__init__.py").exists()) == []
+
+
+def _imported(path: Path) -> list[str]:
+    """Every module (or name) ``path`` imports, absolute; a relative import as its dots and name."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = "." * node.level + (node.module or "")
+            names += [module + ("" if module.endswith(".") else ".") + alias.name for alias in node.names]
+    return names
+
+
+def test_no_test_module_imports_another() -> None:
+    """Helpers and shared data come from tests.support; fixtures from conftest.py, which pytest loads."""
+    offenders = [
+        f"{path.relative_to(REPO)}: {name}"
+        for path in sorted(TESTS.rglob("*.py"))
+        for name in _imported(path)
+        if name.startswith(".")
+        or (name.partition(".")[0] == "tests" and not (name == SUPPORT or name.startswith(f"{SUPPORT}.")))
+    ]
+    assert offenders == [], "import these from tests.support (or make them fixtures in a conftest.py)"

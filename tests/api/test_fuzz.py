@@ -33,7 +33,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import CheckFunction
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from tests.conftest import REPO
+from tests.support.builders import REPO
 
 TOKEN = "fuzz-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from messagecenter.api import create_app
 from messagecenter.core.settings import IntakeSettings, Settings
-from tests.api.conftest import TOKEN
+from tests.support.builders import API_TOKEN
 
 ORDER = {"type": "ORDER_CONFIRMATION", "email": "ann@example.com", "ctx": {"orderId": "A-1"}}
 JSON = {"Content-Type": "application/json"}
@@ -91,8 +91,8 @@ def test_values_at_the_limits_are_stored_and_read_back(client: TestClient) -> No
 
 
 def test_depth_limit_is_a_setting(db_dsn: str) -> None:
-    app = create_app(Settings(api_tokens=(TOKEN,), intake=IntakeSettings(max_ctx_depth=2)), dsn=db_dsn)
-    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+    app = create_app(Settings(api_tokens=(API_TOKEN,), intake=IntakeSettings(max_ctx_depth=2)), dsn=db_dsn)
+    with TestClient(app, headers={"Authorization": f"Bearer {API_TOKEN}"}) as client:
         assert client.post("/api/v1/events/rt", json={"type": "A", "ctx": {"a": {"b": 1}}}).status_code == 201
         refused = client.post("/api/v1/events/rt", json={"type": "A", "ctx": {"a": {"b": [1]}}})
     assert refused.status_code == 422
@@ -100,8 +100,10 @@ def test_depth_limit_is_a_setting(db_dsn: str) -> None:
 
 
 def test_body_over_the_limit_is_413_and_stores_nothing(db_dsn: str, conn: psycopg.Connection) -> None:
-    app = create_app(Settings(api_tokens=(TOKEN,), intake=IntakeSettings(max_body_bytes=1024)), dsn=db_dsn)
-    with TestClient(app, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+    app = create_app(
+        Settings(api_tokens=(API_TOKEN,), intake=IntakeSettings(max_body_bytes=1024)), dsn=db_dsn
+    )
+    with TestClient(app, headers={"Authorization": f"Bearer {API_TOKEN}"}) as client:
         response = client.post("/api/v1/events/rt", json={**ORDER, "ctx": {"blob": "x" * 2000}})
     assert response.status_code == 413
     assert response.json() == {"detail": "request body over 1024 bytes"}

@@ -18,7 +18,8 @@ import pytest
 from messagecenter.airflow.transports import http_transport, smtp_transport
 from messagecenter.delivery import NullTransport, Outcome, OutgoingMessage
 from messagecenter.delivery.guards import CircuitBreaker, ProviderGuards, breaker_for
-from tests.sinks import SENDER, Reply
+from tests.support.builders import SETTINGS, publish, push
+from tests.support.sinks import SENDER, Reply
 
 SMS = OutgoingMessage(event_id=7, channel=1, address="+33600000000", text="code 1234")
 MAIL = OutgoingMessage(event_id=8, channel=0, address="ann@example.com", subject="s", text="t")
@@ -135,7 +136,6 @@ def test_a_hung_provider_costs_a_chunk_a_few_deadlines_not_one_per_message(
 ) -> None:
     from messagecenter import execution
     from messagecenter.airflow.transports import transport_for
-    from tests.test_processing import SETTINGS, publish, push
 
     sms = http_sinks["sms"]
     sms.replies.extend(Reply(delay=2.0) for _ in range(40))

@@ -13,7 +13,7 @@ import pytest
 from messagecenter.airflow.transports import http_transport, transport_for
 from messagecenter.core import settings as config
 from messagecenter.delivery import HttpTransport, Outcome, OutgoingMessage, SmtpTransport
-from tests.sinks import HttpSink, Provider, Reply, free_port
+from tests.support.sinks import HttpSink, Provider, Reply, free_port
 
 CONN_ID = "mc_http_test"
 ENV = f"AIRFLOW_CONN_{CONN_ID.upper()}"

@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 from messagecenter.airflow.transports import smtp_transport
 from messagecenter.core.errors import ConfigError
 from messagecenter.delivery import Outcome, OutgoingMessage
-from tests.sinks import SENDER, Recorder, free_port
+from tests.support.sinks import SENDER, Recorder, free_port
 
 CONN_ID = "mc_smtp_test"
 

@@ -1,1 +1,1 @@
-"""Test helpers that start real servers for the tests (not fixtures of one module)."""
+"""Shared test support: sinks, builders and servers; no test module imports another."""

@@ -26,7 +26,7 @@ from messagecenter.feedback.webhooks.base import (
     VerifyContext,
     WebhookRequest,
 )
-from tests.feedback.webhooks.samples import fixture_json
+from tests.support.webhook_samples import fixture_json
 
 KEY = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"
 SECRET = ProviderSecret(password=KEY)

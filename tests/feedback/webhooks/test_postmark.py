@@ -20,7 +20,7 @@ from messagecenter.feedback.webhooks.base import (
     SignatureError,
     WebhookRequest,
 )
-from tests.feedback.webhooks.samples import fixture_bytes, fixture_json
+from tests.support.webhook_samples import fixture_bytes, fixture_json
 
 SECRET = ProviderSecret(login="postmark", password="s3cret:with colon")
 URL = "https://mc.example.com/api/v1/feedback/postmark"

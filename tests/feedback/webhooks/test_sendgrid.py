@@ -23,7 +23,7 @@ from messagecenter.feedback.webhooks.base import (
     VerifyContext,
     WebhookRequest,
 )
-from tests.feedback.webhooks.samples import fixture_bytes
+from tests.support.webhook_samples import fixture_bytes
 
 URL = "https://mc.example.com/api/v1/feedback/sendgrid"
 

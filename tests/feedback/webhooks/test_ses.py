@@ -26,7 +26,7 @@ from messagecenter.feedback.webhooks.base import (
     VerifyContext,
     WebhookRequest,
 )
-from tests.feedback.webhooks.samples import fixture_json
+from tests.support.webhook_samples import fixture_json
 
 TOPIC = "arn:aws:sns:us-west-2:123456789012:MyTopic"
 CERT_URL = (

@@ -21,7 +21,7 @@ from messagecenter.feedback.webhooks.base import (
     SignatureError,
     WebhookRequest,
 )
-from tests.feedback.webhooks.samples import fixture_bytes
+from tests.support.webhook_samples import fixture_bytes
 
 # Twilio's security documentation example (also checked against twilio-python 9.13's RequestValidator).
 DOC_TOKEN = "12345"

@@ -23,7 +23,7 @@ from messagecenter.feedback.webhooks.base import (
     SignatureError,
     WebhookRequest,
 )
-from tests.feedback.webhooks.samples import fixture_json
+from tests.support.webhook_samples import fixture_json
 
 SIGNATURE_SECRET = "6C9FE10ba8b84a8dB94A3e8C1b0fE6e2"
 URL = "https://mc.example.com/api/v1/feedback/vonage"

@@ -6,7 +6,7 @@ checks, the same stored row, the same idempotency (``externalId`` is ``external_
 
 The rules are documented once, for integrators, in docs/soap.md: which attribute becomes which REST
 field ("Event attributes", :data:`ATTRIBUTES` here), how ``<ctx>`` becomes a JSON object ("``ctx``:
-from XML to JSON") and what goes into ``ctx["#event"]``. tests/soap/test_mapping.py holds them.
+from XML to JSON") and what goes into ``ctx["#event"]``. tests/intake/soap/test_mapping.py holds them.
 """
 
 from __future__ import annotations

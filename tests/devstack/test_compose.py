@@ -28,7 +28,7 @@ from messagecenter.core.settings import (
     SMTP_CONN_ID,
     load_settings,
 )
-from tests.support.builders import REPO
+from tests.support.builders import REPO, dockerfile_instructions
 
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 DOCKERFILE = REPO / "Dockerfile"
@@ -152,17 +152,6 @@ def requirement_pin(package: str) -> str:
     pins = re.findall(rf"^{re.escape(package)}==(\S+)\s*$", REQUIREMENTS.read_text(), re.MULTILINE)
     assert len(pins) == 1, f"requirements.txt must pin {package} exactly once, found {pins}"
     return pins[0]
-
-
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
-    lines = [line.strip() for line in text.splitlines()]
-    return [
-        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "")
-        for line in lines
-        if line and not line.startswith("#")
-    ]
 
 
 # --- Services and image --------------------------------------------------------------------------

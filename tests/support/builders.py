@@ -1,18 +1,21 @@
 """What tests build their cases from: databases, published templates, pushed events, a seeded
-dashboard, archiving runs, the CLI in a subprocess.
+dashboard, archiving runs, the CLI in a subprocess, the installed package's mark, the Dockerfile read.
 
 Several test folders need these; a test module imports them from here, never from another test module.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -147,3 +150,30 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         timeout=60,
         check=False,
     )
+
+
+# --- The installed package and the Dockerfile ------------------------------------------------------
+
+
+def _installed_as_provider() -> bool:
+    try:
+        dist = importlib.metadata.distribution("messagecenter")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return any(ep.group == "apache_airflow_provider" for ep in dist.entry_points)
+
+
+needs_install = pytest.mark.skipif(
+    not _installed_as_provider(), reason="the package is not installed: pip install -e . (make test does)"
+)
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs of the Dockerfile, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "")
+        for line in lines
+        if line and not line.startswith("#")
+    ]

@@ -21,10 +21,9 @@ from devstack.stack import AirflowConfig, Stack, postgres_connection
 from psycopg.conninfo import conninfo_to_dict
 
 from messagecenter.airflow.connection_types import EXECUTION_CONN_TYPE, plain_extra
-from tests.conftest import create_database, drop_database
-from tests.sinks import free_port
-from tests.test_connection_types import needs_install
-from tests.ui.test_page_browser import CHROMEDRIVER, WAIT, wait_for
+from tests.support.browser import CHROMEDRIVER, WAIT, wait_for
+from tests.support.builders import create_database, drop_database, needs_install
+from tests.support.sinks import free_port
 
 pytestmark = [
     pytest.mark.airflow,

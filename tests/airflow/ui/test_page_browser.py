@@ -21,10 +21,10 @@ from devstack.stack import AirflowConfig, Stack, postgres_connection
 
 from messagecenter.execution.heartbeat import TECHNICAL_WORKFLOWS, record_heartbeat
 from tests.feedback.test_monitoring import UNQUALIFIED, seed_feedback
+from tests.support.browser import CHROMEDRIVER, WAIT, wait_for
 from tests.support.builders import create_database, drop_database, seed
 from tests.support.sinks import free_port
 
-CHROMEDRIVER = "/usr/bin/chromedriver"
 pytestmark = [
     pytest.mark.airflow,
     pytest.mark.skipif(
@@ -32,7 +32,6 @@ pytestmark = [
         reason="needs `apt-get install -y chromium chromium-driver`",
     ),
 ]
-WAIT = 60
 
 
 @dataclass
@@ -101,12 +100,6 @@ def browser() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
-
-
-def wait_for(driver: Any, predicate: Any, what: str, timeout: float = WAIT) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout, poll_frequency=0.3).until(predicate, message=what)
 
 
 def open_page(driver: Any, ui: Ui, user: str, password: str) -> None:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_compose import REPO, dockerfile_instructions
+from tests.support.builders import REPO, dockerfile_instructions
 
 # Run by the installed copy, in a fresh interpreter whose path starts with the install folder.
 CHECK = """

@@ -33,26 +33,14 @@ from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import get_settings
 from messagecenter.db import schema
 from messagecenter.delivery import Outcome, OutgoingMessage
-from tests.sinks import HttpSink, SmtpSink
+from tests.support.builders import airflow_uri, needs_install
+from tests.support.sinks import HttpSink, SmtpSink
 
 TYPES = {
     EXECUTION_CONN_TYPE: "Message Center execution instance",
     SMTP_CONN_TYPE: "Message Center SMTP provider",
     HTTP_CONN_TYPE: "Message Center SMS / push provider",
 }
-
-
-def _installed_as_provider() -> bool:
-    try:
-        dist = importlib.metadata.distribution("messagecenter")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return any(ep.group == "apache_airflow_provider" for ep in dist.entry_points)
-
-
-needs_install = pytest.mark.skipif(
-    not _installed_as_provider(), reason="the package is not installed: pip install -e . (make test does)"
-)
 
 
 def execution_connection(dsn: str, conn_type: str = EXECUTION_CONN_TYPE, **extra: Any) -> dict[str, Any]:
@@ -244,9 +232,7 @@ def test_an_http_provider_connection_posts_with_the_fields_of_its_form(
 
 @pytest.fixture
 def api_env(monkeypatch: pytest.MonkeyPatch, db_dsn: str, airflow_db: Path, tmp_path: Path) -> Iterator[None]:
-    from tests.conftest import airflow_uri
-
-    # The same settings as tests/test_plugin.py: Airflow loads the plugin (and its API's settings)
+    # The same settings as tests/airflow/test_plugin.py: Airflow loads the plugin (and its API's settings)
     # once per process, whichever test comes first.
     for name, value in {
         "MC_API_TOKENS": "plugin-token",

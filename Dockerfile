@@ -9,7 +9,7 @@ FROM apache/airflow:3.3.2-python3.11
 COPY requirements.txt /
 RUN pip install --no-cache-dir "apache-airflow==3.3.2" -r /requirements.txt
 
-# What `pip install .` builds from (tests/test_packaging.py builds this very copy). The folders are
+# What `pip install .` builds from (tests/devstack/test_packaging.py builds this very copy). The folders are
 # made first by the airflow user, who runs pip: the build writes next to the sources.
 RUN mkdir -p /tmp/messagecenter/plugins/messagecenter /tmp/messagecenter/include/sql
 COPY --chown=airflow:0 pyproject.toml setup.py requirements.in /tmp/messagecenter/

@@ -35,7 +35,7 @@ from messagecenter.intake import store
 from messagecenter.intake.decode import event_from_dict
 from messagecenter.templates.files import parse_templates
 from messagecenter.templates.publishing import publish_templates
-from tests.conftest import airflow_uri
+from tests.support.builders import airflow_uri
 from tests.support.mailserver import MailServer, mail_server_fixture
 
 SECRET = "bounce-test-secret-" + "x" * 24

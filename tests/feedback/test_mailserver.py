@@ -29,8 +29,8 @@ from messagecenter.feedback.mailbox import (
     Pop3Mailbox,
     open_mailbox,
 )
-from tests.conftest import REPO
 from tests.support import mailserver
+from tests.support.builders import REPO
 from tests.support.mailserver import MailServer, MailServerError, descendants, mail_server_fixture
 
 FIXTURE = Path(__file__).parent / "fixtures" / "postfix_dsn_real.eml"

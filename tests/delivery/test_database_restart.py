@@ -35,7 +35,7 @@ from messagecenter.intake import store
 from messagecenter.intake.decode import event_from_dict
 from messagecenter.templates.files import parse_templates
 from messagecenter.templates.publishing import publish_templates
-from tests.sinks import Recorder, SmtpSink, free_port
+from tests.support.sinks import Recorder, SmtpSink, free_port
 
 EVENTS = 400
 CONNECTIONS = 10

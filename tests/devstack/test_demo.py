@@ -16,10 +16,9 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from devstack import demo
 from devstack.sinks import MailSink, ProviderSink
 from devstack.stack import AirflowConfig, Stack, StackError, postgres_connection, sqlalchemy_uri
-
-from devstack import demo
 
 
 def _mail(to: str, subject: str) -> EmailMessage:

@@ -24,14 +24,14 @@ from messagecenter.api.deps import WebhookTools
 from messagecenter.core.settings import FeedbackSettings, Settings
 from messagecenter.core.types import Channel
 from messagecenter.feedback.unsubscribe import make_token
-from tests.feedback.webhooks.samples import fixture_bytes, fixture_json
-from tests.feedback.webhooks.test_mailgun import body as mailgun_body
-from tests.feedback.webhooks.test_postmark import basic
-from tests.feedback.webhooks.test_sendgrid import public_key_as_sendgrid_shows_it
-from tests.feedback.webhooks.test_ses import CERT_URL, TOPIC, Certificates, certificate, notification
-from tests.feedback.webhooks.test_ses import signed as sns_signed
-from tests.feedback.webhooks.test_twilio import sign as twilio_sign
-from tests.feedback.webhooks.test_vonage import documented_signature, receipt
+from tests.support.webhooks.mailgun import body as mailgun_body
+from tests.support.webhooks.postmark import basic
+from tests.support.webhooks.samples import fixture_bytes, fixture_json
+from tests.support.webhooks.sendgrid import public_key_as_sendgrid_shows_it
+from tests.support.webhooks.ses import CERT_URL, TOPIC, Certificates, certificate, notification
+from tests.support.webhooks.ses import signed as sns_signed
+from tests.support.webhooks.twilio import sign as twilio_sign
+from tests.support.webhooks.vonage import documented_signature, receipt
 
 TOKEN = "feedback-api-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -15,7 +15,7 @@ from messagecenter import cli
 from messagecenter.core.settings import FeedbackSettings
 from messagecenter.feedback import rules
 from messagecenter.feedback.apply import Feedback, apply_feedback
-from tests.conftest import REPO
+from tests.support.builders import REPO
 
 
 @pytest.fixture(autouse=True)

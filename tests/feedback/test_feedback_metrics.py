@@ -14,8 +14,7 @@ import pytest
 from messagecenter.airflow import metrics
 from messagecenter.core.settings import get_settings
 from messagecenter.monitoring.indicators import FeedbackRates
-from tests.conftest import airflow_uri
-from tests.feedback.test_monitoring import seed_feedback
+from tests.support.builders import airflow_uri, seed_feedback
 
 
 class Recorder:

@@ -12,51 +12,13 @@ import pytest
 
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import AlertLevels, FeedbackSettings, Settings, get_settings, load_settings
-from messagecenter.core.types import Channel
 from messagecenter.execution.heartbeat import TECHNICAL_WORKFLOWS, record_heartbeat
-from messagecenter.feedback.apply import Feedback, apply_feedback
-from messagecenter.feedback.quarantine import AddressStatus, set_status
-from messagecenter.feedback.rules import qualifier
 from messagecenter.monitoring import doctor, indicators
 from messagecenter.monitoring.doctor import Finding
-from tests.conftest import airflow_uri
+from tests.support.builders import FIRST_EVENT, SENT, UNQUALIFIED, airflow_uri, seed_feedback
 
 DAY = 86_400
-SENT = 200
-FIRST_EVENT = 9_000_000
 SECRET = "s" * 32
-UNQUALIFIED = "the gateway frobnicated the envelope"
-
-
-def seed_feedback(conn: psycopg.Connection[Any]) -> None:
-    """200 e-mails sent today; through the real feedback path: 5 hard bounces (user unknown), one
-    failure no rule knows, one complaint, one receipt for no known message; one address denylisted
-    by an operator. Bounce rate 3 % (warning), complaint rate 0.5 % (past Gmail's 0.3 % line)."""
-    conn.execute(
-        "INSERT INTO mc.delivery_log (event_id, queue, status, channel, address) "
-        "SELECT %(first)s + i, 'batch', 2, 0, 'user' || i || '@example.com' "
-        "FROM generate_series(0, %(n)s - 1) i",
-        {"first": FIRST_EVENT, "n": SENT},
-    )
-    items = [
-        Feedback(
-            "mailbox",
-            "failed",
-            event_id=FIRST_EVENT + i,
-            text=f"550 5.1.1 <user{i}@example.com>: Recipient address rejected: User unknown",
-            status="5.1.1",
-        )
-        for i in range(5)
-    ]
-    items += [
-        Feedback("mailbox", "failed", event_id=FIRST_EVENT + 5, text=UNQUALIFIED, severity="permanent"),
-        Feedback("mailbox", "complaint", event_id=FIRST_EVENT + 6),
-        Feedback("twilio", "delivered", message_id="SM-nobody-knows"),
-    ]
-    apply_feedback(conn, items, qualify=qualifier(conn), rules=FeedbackSettings())
-    set_status(conn, Channel.EMAIL, "operator-said@example.com", AddressStatus.DENYLISTED, reason="asked")
-
-
 # --- Settings ------------------------------------------------------------------------------------------
 
 

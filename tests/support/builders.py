@@ -1,5 +1,6 @@
 """What tests build their cases from: databases, published templates, pushed events, a seeded
-dashboard, archiving runs, the CLI in a subprocess, the installed package's mark, the Dockerfile read.
+dashboard and its feedback, archiving runs, the CLI in a subprocess, the installed package's mark,
+the Dockerfile's instructions.
 
 Several test folders need these; a test module imports them from here, never from another test module.
 """
@@ -20,7 +21,11 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from messagecenter.control.archiving import archive_interval
-from messagecenter.core.settings import ProcessingSettings
+from messagecenter.core.settings import FeedbackSettings, ProcessingSettings
+from messagecenter.core.types import Channel
+from messagecenter.feedback.apply import Feedback, apply_feedback
+from messagecenter.feedback.quarantine import AddressStatus, set_status
+from messagecenter.feedback.rules import qualifier
 from messagecenter.intake import store
 from messagecenter.intake.decode import event_from_dict
 from messagecenter.templates.files import parse_templates
@@ -124,6 +129,41 @@ def seed(conn: psycopg.Connection) -> None:
         "UPDATE mc.batch_event SET status = 2, created = now() - interval '2 hours', "
         "processed = now() - interval '2 hours'"
     )
+
+
+# The feedback the page, the doctor and the metrics show: 200 e-mails sent today and what came back.
+SENT = 200
+FIRST_EVENT = 9_000_000
+UNQUALIFIED = "the gateway frobnicated the envelope"
+
+
+def seed_feedback(conn: psycopg.Connection[Any]) -> None:
+    """200 e-mails sent today; through the real feedback path: 5 hard bounces (user unknown), one
+    failure no rule knows, one complaint, one receipt for no known message; one address denylisted
+    by an operator. Bounce rate 3 % (warning), complaint rate 0.5 % (past Gmail's 0.3 % line)."""
+    conn.execute(
+        "INSERT INTO mc.delivery_log (event_id, queue, status, channel, address) "
+        "SELECT %(first)s + i, 'batch', 2, 0, 'user' || i || '@example.com' "
+        "FROM generate_series(0, %(n)s - 1) i",
+        {"first": FIRST_EVENT, "n": SENT},
+    )
+    items = [
+        Feedback(
+            "mailbox",
+            "failed",
+            event_id=FIRST_EVENT + i,
+            text=f"550 5.1.1 <user{i}@example.com>: Recipient address rejected: User unknown",
+            status="5.1.1",
+        )
+        for i in range(5)
+    ]
+    items += [
+        Feedback("mailbox", "failed", event_id=FIRST_EVENT + 5, text=UNQUALIFIED, severity="permanent"),
+        Feedback("mailbox", "complaint", event_id=FIRST_EVENT + 6),
+        Feedback("twilio", "delivered", message_id="SM-nobody-knows"),
+    ]
+    apply_feedback(conn, items, qualify=qualifier(conn), rules=FeedbackSettings())
+    set_status(conn, Channel.EMAIL, "operator-said@example.com", AddressStatus.DENYLISTED, reason="asked")
 
 
 def db_now(conn: psycopg.Connection[Any]) -> Any:

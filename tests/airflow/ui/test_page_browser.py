@@ -20,9 +20,8 @@ import pytest
 from devstack.stack import AirflowConfig, Stack, postgres_connection
 
 from messagecenter.execution.heartbeat import TECHNICAL_WORKFLOWS, record_heartbeat
-from tests.feedback.test_monitoring import UNQUALIFIED, seed_feedback
 from tests.support.browser import CHROMEDRIVER, WAIT, wait_for
-from tests.support.builders import create_database, drop_database, seed
+from tests.support.builders import UNQUALIFIED, create_database, drop_database, seed, seed_feedback
 from tests.support.sinks import free_port
 
 pytestmark = [

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import secrets
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -26,23 +22,11 @@ from messagecenter.feedback.webhooks.base import (
     VerifyContext,
     WebhookRequest,
 )
-from tests.support.webhook_samples import fixture_json
+from tests.support.webhooks.mailgun import KEY, body
+from tests.support.webhooks.samples import fixture_json
 
-KEY = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0"
 SECRET = ProviderSecret(password=KEY)
 URL = "https://mc.example.com/api/v1/feedback/mailgun"
-
-
-def body(
-    event_data: dict[str, Any], key: str = KEY, timestamp: int | None = None, token: str | None = None
-) -> bytes:
-    """A webhook body as Mailgun posts it: the event and its signature."""
-    stamp = str(timestamp if timestamp is not None else int(time.time()))
-    token = token or secrets.token_hex(25)
-    signature = hmac.new(key.encode(), (stamp + token).encode(), hashlib.sha256).hexdigest()
-    return json.dumps(
-        {"signature": {"timestamp": stamp, "token": token, "signature": signature}, "event-data": event_data}
-    ).encode()
 
 
 def request(data: bytes) -> WebhookRequest:

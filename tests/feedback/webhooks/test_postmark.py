@@ -20,14 +20,11 @@ from messagecenter.feedback.webhooks.base import (
     SignatureError,
     WebhookRequest,
 )
-from tests.support.webhook_samples import fixture_bytes, fixture_json
+from tests.support.webhooks.postmark import basic
+from tests.support.webhooks.samples import fixture_bytes, fixture_json
 
 SECRET = ProviderSecret(login="postmark", password="s3cret:with colon")
 URL = "https://mc.example.com/api/v1/feedback/postmark"
-
-
-def basic(login: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode()
 
 
 def request(body: bytes | dict[str, Any], authorization: str | None = None) -> WebhookRequest:

@@ -23,7 +23,8 @@ from messagecenter.feedback.webhooks.base import (
     VerifyContext,
     WebhookRequest,
 )
-from tests.support.webhook_samples import fixture_bytes
+from tests.support.webhooks.samples import fixture_bytes
+from tests.support.webhooks.sendgrid import public_key_as_sendgrid_shows_it
 
 URL = "https://mc.example.com/api/v1/feedback/sendgrid"
 
@@ -134,13 +135,6 @@ def test_a_stale_or_future_timestamp_is_refused_even_when_signed() -> None:
 @pytest.fixture(scope="module")
 def signing_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
-
-
-def public_key_as_sendgrid_shows_it(key: ec.EllipticCurvePrivateKey) -> str:
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return base64.b64encode(der).decode()
 
 
 def signed(key: ec.EllipticCurvePrivateKey, body: bytes, timestamp: str | None = None) -> WebhookRequest:

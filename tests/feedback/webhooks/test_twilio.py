@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
-from urllib.parse import unquote_plus, urlencode
+from urllib.parse import urlencode
 
 import pytest
 
@@ -21,7 +19,8 @@ from messagecenter.feedback.webhooks.base import (
     SignatureError,
     WebhookRequest,
 )
-from tests.support.webhook_samples import fixture_bytes
+from tests.support.webhooks.samples import fixture_bytes
+from tests.support.webhooks.twilio import TOKEN, sign
 
 # Twilio's security documentation example (also checked against twilio-python 9.13's RequestValidator).
 DOC_TOKEN = "12345"
@@ -35,17 +34,9 @@ DOC_PARAMS = {
 }
 DOC_SIGNATURE = "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
 
-TOKEN = "0123456789abcdef0123456789abcdef"
 SECRET = ProviderSecret(password=TOKEN)
 URL = "https://mc.example.com/api/v1/feedback/twilio?mc_event_id=72057594037927937"
 FORM = "application/x-www-form-urlencoded"
-
-
-def sign(url: str, body: bytes, token: str = TOKEN, digest: str = "sha1") -> str:
-    """The signature written out from Twilio's documentation: URL, then sorted name+value pairs."""
-    pairs = sorted(kv.split("=", 1) for kv in body.decode().split("&")) if body else []
-    data = url + "".join(unquote_plus(k) + unquote_plus(v) for k, v in pairs)
-    return base64.b64encode(hmac.new(token.encode(), data.encode(), digest).digest()).decode()
 
 
 def request(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 from datetime import UTC, datetime
@@ -23,28 +21,10 @@ from messagecenter.feedback.webhooks.base import (
     SignatureError,
     WebhookRequest,
 )
-from tests.support.webhook_samples import fixture_json
+from tests.support.webhooks.vonage import documented_signature, receipt
 
 SIGNATURE_SECRET = "6C9FE10ba8b84a8dB94A3e8C1b0fE6e2"
 URL = "https://mc.example.com/api/v1/feedback/vonage"
-
-
-def receipt(**changes: str) -> dict[str, str]:
-    """Vonage's sample receipt, its placeholder sig dropped, with a fresh timestamp."""
-    params = fixture_json("vonage/delivery-receipt.json")
-    del params["sig"]
-    params["timestamp"] = str(int(time.time()))
-    return params | changes
-
-
-def documented_signature(params: dict[str, str], secret: str, method: str) -> str:
-    """The steps of Vonage's "Manually generate a signature", one by one (not the code under test)."""
-    text = ""
-    for name in sorted(params):
-        text += "&" + name + "=" + params[name].replace("&", "_").replace("=", "_")
-    if method == "md5hash":
-        return hashlib.md5((text + secret).encode()).hexdigest()
-    return hmac.new(secret.encode(), text.encode(), method).hexdigest().upper()  # HMACs come upper case
 
 
 def post_json(params: dict[str, Any]) -> WebhookRequest:

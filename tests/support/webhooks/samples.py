@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).resolve().parents[1] / "feedback" / "webhooks" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "feedback" / "webhooks" / "fixtures"
 
 
 def fixture_bytes(name: str) -> bytes:

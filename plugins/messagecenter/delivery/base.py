@@ -48,11 +48,16 @@ class OutgoingMessage:
 
 @dataclass(frozen=True)
 class SendResult:
+    """What a send did. ``attempted`` is false when the message never reached the provider (no
+    connection could be had): that is not a try of the event, and says nothing of the provider's
+    health to its circuit breaker."""
+
     outcome: Outcome
     message_id: str | None = None
     provider_answer: str | None = None  # truncated to MAX_ANSWER_CHARS
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    attempted: bool = True
 
 
 class Transport(Protocol):

@@ -266,8 +266,10 @@ class SmtpTransport:
     def send(self, message: OutgoingMessage) -> SendResult:
         """Send one e-mail; never raises for a delivery problem, the result says what happened."""
         client = self._usable_client()
-        if client is None:
-            return SendResult(Outcome.TRANSIENT, error=truncate(self._error or "no SMTP connection"))
+        if client is None:  # the message never reached the server: not a try (see SendResult.attempted)
+            return SendResult(
+                Outcome.TRANSIENT, error=truncate(self._error or "no SMTP connection"), attempted=False
+            )
         if "@" not in parseaddr(message.address)[1]:
             return SendResult(
                 Outcome.PERMANENT, error=truncate(f"not an e-mail address: {message.address!r}")
@@ -285,7 +287,12 @@ class SmtpTransport:
             )
             client = self._usable_client()
             if client is not None:
-                result, _ = self._attempt(client, mail, message)
+                result, retry = self._attempt(client, mail, message)
+            if retry:
+                # The new connection went the same way (421 again, dropped again): it is retired,
+                # and the next message gets a fresh one instead of this dead one.
+                self._disconnect()
+                self._may_reconnect = True
         log.debug("event %s: %s %s", message.event_id, result.outcome.value, result.error)
         return result
 

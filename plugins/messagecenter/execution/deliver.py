@@ -394,6 +394,8 @@ def _sent(pending: Result, future: Future[SendResult], breaker: CircuitBreaker) 
 
 def _result_of(pending: Result, sent: SendResult, breaker: CircuitBreaker) -> Result:
     """Sent, Failed (permanent) or a retry (transient), from the provider's answer."""
+    if not sent.attempted:  # never reached the provider: retried, but neither a try nor a failure
+        return replace(pending, error=sent.error)
     breaker.record(sent.outcome)
     retry_after = sent.extra.get("retry_after") if sent.extra else None  # HTTP 429 / 503
     return Result(

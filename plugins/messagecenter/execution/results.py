@@ -195,6 +195,7 @@ class LogFlusher:
         if self._conn is None:
             # The chunk's own parameters, password included (PQconninfo), in autocommit.
             params = {o.keyword.decode(): o.val.decode() for o in self._source.pgconn.info if o.val}
+            params["application_name"] = f"{params.get('application_name') or 'messagecenter'} logs"
             self._conn = psycopg.connect(make_conninfo(**params), autocommit=True)
         return self._conn
 

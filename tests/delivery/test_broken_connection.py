@@ -21,7 +21,7 @@ from messagecenter.intake import store
 from messagecenter.intake.decode import event_from_dict
 from messagecenter.templates.files import parse_templates
 from messagecenter.templates.publishing import publish_templates
-from tests.sinks import Recorder, SmtpSink
+from tests.support.sinks import Recorder, SmtpSink
 
 SETTINGS = ProcessingSettings(retry_backoff_seconds=0, deliver_chunk=50, parallelism=1, max_tries=5)
 TEMPLATE = {"templates": [{"event_type": "RESET", "channel": "email", "subject": "Reset", "text": "Hi"}]}
@@ -57,7 +57,7 @@ def test_a_connection_refused_twice_is_replaced(conn, monkeypatch, connections: 
 
 
 def test_a_message_that_never_reached_the_server_is_not_a_try(conn, monkeypatch) -> None:
-    from tests.sinks import free_port
+    from tests.support.sinks import free_port
 
     dead = {
         "conn_type": "smtp",

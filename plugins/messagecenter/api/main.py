@@ -20,6 +20,7 @@ from messagecenter.airflow.registry_sync import poll_registry
 from messagecenter.api.deps import ApiState, require_token
 from messagecenter.api.models import ErrorMessage
 from messagecenter.api.routes import archiving, events, feedback, health, quarantine, unsubscribe
+from messagecenter.api.server_logs import KeepServerLoggers
 from messagecenter.api.soap import soap_router
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import Settings
@@ -90,6 +91,8 @@ def create_app(
         include_page(app)
     if not in_airflow:  # in Airflow, the plugin serves SOAP at the server's root (create_soap_app)
         app.include_router(soap_router("/nl"))
+        # Standalone: uvicorn's access log survives Airflow's logging setup (at its first import).
+        app.add_middleware(KeepServerLoggers)
 
     def openapi() -> dict[str, Any]:
         # The push body's limits are settings: documented as configured, read on first use.

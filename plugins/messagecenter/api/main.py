@@ -17,7 +17,7 @@ from psycopg_pool import PoolTimeout
 
 from messagecenter import __version__
 from messagecenter.airflow.registry_sync import poll_registry
-from messagecenter.api.deps import ApiState, require_token
+from messagecenter.api.deps import NOT_CONFIGURED, ApiState, require_token
 from messagecenter.api.models import ErrorMessage
 from messagecenter.api.routes import archiving, events, feedback, health, quarantine, unsubscribe
 from messagecenter.api.server_logs import KeepServerLoggers
@@ -31,7 +31,11 @@ log = logging.getLogger(__name__)
 # Answers every route under /api/v1 may give, whatever it does.
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorMessage, "description": "Missing or invalid bearer token"},
-    503: {"model": ErrorMessage, "description": "Execution database unavailable, or a configuration error"},
+    503: {
+        "model": ErrorMessage,
+        "description": "Execution database unavailable, or service not configured (the detail is in the "
+        "server's log)",
+    },
 }
 
 
@@ -111,7 +115,7 @@ def create_app(
     @app.exception_handler(ConfigError)
     async def _config_error(_: Request, exc: ConfigError) -> JSONResponse:
         log.error("Configuration error: %s", exc)
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return JSONResponse({"detail": NOT_CONFIGURED}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(PoolTimeout)

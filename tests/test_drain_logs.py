@@ -45,7 +45,8 @@ def test_idle_wake_ups_are_summarised_not_logged_one_by_one(
     assert len([line for line in lines if line.startswith("rt drain pass: claimed 1,")]) == 1
     summaries = [line for line in lines if line.startswith("rt drain")]
     busy, *idle = [line for line in summaries if "in the last" in line]
-    assert busy.startswith("rt drain: ") and "claimed 1, delivered 0" in busy, busy
+    assert busy.startswith("rt drain: "), busy
+    assert "claimed 1, delivered 0" in busy, busy
     assert 1 <= len(idle) <= 3, lines
     for line in idle:
         passes = int(line.removeprefix("rt drain idle: ").split(" ")[0])

@@ -54,7 +54,9 @@ def test_access_log_goes_on_after_airflow_is_imported(db_dsn: str, tmp_path: Pat
             assert requests.get(f"{base_url}/api/v1/health", timeout=30).status_code == 401
             for _ in range(3):
                 assert requests.get(f"{base_url}/api/v1/health", headers=auth, timeout=60).status_code == 200
-            pushed = requests.post(f"{base_url}/api/v1/events/rt", json={"type": "OTP"}, headers=auth, timeout=30)
+            pushed = requests.post(
+                f"{base_url}/api/v1/events/rt", json={"type": "OTP"}, headers=auth, timeout=30
+            )
             assert pushed.status_code == 201, pushed.text
         finally:
             server.terminate()

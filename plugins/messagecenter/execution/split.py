@@ -31,7 +31,11 @@ def _ranges(min_id: int, max_id: int, parts: int) -> Iterator[tuple[int, int]]:
 
 
 def split_queue(
-    conn: psycopg.Connection[Any], queue: Queue, settings: ProcessingSettings, *, quiet_when_idle: bool = False
+    conn: psycopg.Connection[Any],
+    queue: Queue,
+    settings: ProcessingSettings,
+    *,
+    quiet_when_idle: bool = False,
 ) -> list[Shard]:
     """Claim due pending events of ``queue`` in bounded chunks and describe them as shards.
 
@@ -70,5 +74,7 @@ def split_queue(
             shards.append(Shard(queue, event_type, channel, None, -(2**63), 2**63 - 1, n))
     conn.commit()
     level = logging.DEBUG if quiet_when_idle and not shards else logging.INFO
-    log.log(level, "Split %s: claimed %s events into %s shards (batch %s)", queue, claimed, len(shards), batch_id)
+    log.log(
+        level, "Split %s: claimed %s events into %s shards (batch %s)", queue, claimed, len(shards), batch_id
+    )
     return shards

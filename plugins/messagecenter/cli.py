@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from messagecenter.airflow import actions, registry
 from messagecenter.airflow.hooks import MessageCenterDbHook
@@ -32,13 +32,21 @@ from messagecenter.templates import files, publishing
 
 log = logging.getLogger("messagecenter.cli")
 
+# Where the command's output goes: the stdout ``main`` was given (see there).
+_output: list[TextIO] = []
+
 
 def _hook(args: argparse.Namespace) -> MessageCenterDbHook:
     return MessageCenterDbHook(args.conn or get_settings().execution_conn_id, dsn=args.dsn)
 
 
+def _emit(text: str) -> None:
+    """Write a line of the command's output (JSON, a table, a summary) to stdout: nothing else goes there."""
+    print(text, file=_output[-1] if _output else sys.stdout)
+
+
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
+    _emit(json.dumps(value, indent=2, default=str))
 
 
 def _default_component(args: argparse.Namespace) -> str:
@@ -53,7 +61,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
         for component in components:
             applied = schema.upgrade(conn, component)
             version = schema.current_version(conn, component)
-            print(f"{component} schema at version {version} ({len(applied)} applied now)")
+            _emit(f"{component} schema at version {version} ({len(applied)} applied now)")
     return 0
 
 
@@ -140,7 +148,7 @@ def cmd_templates_publish(args: argparse.Namespace) -> int:
     control_hook = MessageCenterDbHook(args.control or get_settings().control_conn_id)
     instance = args.conn or (args.dsn and "the --dsn database") or get_settings().execution_conn_id
     counts = actions.publish_to_instance(control_hook, _hook(args), instance=instance, force=args.force)
-    print(f"{counts['created']} new template version(s) published, {counts['unchanged']} already there")
+    _emit(f"{counts['created']} new template version(s) published, {counts['unchanged']} already there")
     return 0
 
 
@@ -153,7 +161,7 @@ def cmd_archiving_remove(args: argparse.Namespace) -> int:
     if not actions.unregister_instance(args.instance):
         print(f"error: {args.instance} is not registered", file=sys.stderr)
         return 1
-    print(f"{args.instance} unregistered; {registry.archiving_dag_id(args.instance)} goes at the next parse")
+    _emit(f"{args.instance} unregistered; {registry.archiving_dag_id(args.instance)} goes at the next parse")
     return 0
 
 
@@ -169,7 +177,7 @@ def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
     ]
     widths = [max([len(c), *(len(line[i]) for line in cells)]) for i, c in enumerate(columns)]
     for line in [list(columns), *cells]:
-        print("  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip())
+        _emit("  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip())
 
 
 QUARANTINE_COLUMNS = (
@@ -292,7 +300,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     role = args.role or settings.role
     roles = {"execution": role in ("execution", "all"), "control": role in ("control", "all")}
     findings = run_doctor(settings, roles=roles)
-    print(render_json(findings) if args.json else render_table(findings))
+    _emit(render_json(findings) if args.json else render_table(findings))
     return exit_code(findings)
 
 
@@ -438,13 +446,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("MC_LOG_LEVEL", "INFO"), format="%(levelname)s %(message)s")
-    # Outside a task the SDK reads connections from env vars and secrets backends only; as a server-side
-    # tool the CLI may also read the Airflow metastore.
-    os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
-    args = build_parser().parse_args(argv)
+    """Run one command: its output (``--json``: JSON only) on stdout, every log and warning on stderr.
+
+    Airflow, imported by the first connection lookup, configures logging with a handler on
+    ``sys.stdout`` (structlog's default output too): its warnings (a secret too short to mask, a
+    deprecated option) would come before the JSON. So while the command runs ``sys.stdout`` is
+    stderr, and the output goes to the stdout we were given (:func:`_emit`).
+    """
+    args = build_parser().parse_args(argv)  # --help is output: on stdout
+    _output.append(sys.stdout)
+    sys.stdout = sys.stderr
     try:
-        return args.func(args)
-    except MessageCenterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        logging.basicConfig(level=os.environ.get("MC_LOG_LEVEL", "INFO"), format="%(levelname)s %(message)s")
+        # Outside a task the SDK reads connections from env vars and secrets backends only; as a
+        # server-side tool the CLI may also read the Airflow metastore.
+        os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
+        try:
+            return args.func(args)
+        except MessageCenterError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        sys.stdout = _output.pop()

@@ -22,6 +22,10 @@ from messagecenter.feedback.webhooks import CachedFetcher, fetch_url
 
 log = logging.getLogger(__name__)
 
+# What a caller learns of a configuration error (a setting, a connection): nothing it could use. The
+# caller may not be authenticated (the tokens are configuration too); the detail goes to the log.
+NOT_CONFIGURED = "service not configured"
+
 
 @dataclass
 class WebhookTools:

@@ -17,9 +17,10 @@ from psycopg_pool import PoolTimeout
 
 from messagecenter import __version__
 from messagecenter.airflow.registry_sync import poll_registry
-from messagecenter.api.deps import ApiState, require_token
+from messagecenter.api.deps import NOT_CONFIGURED, ApiState, require_token
 from messagecenter.api.models import ErrorMessage
 from messagecenter.api.routes import archiving, events, feedback, health, quarantine, unsubscribe
+from messagecenter.api.server_logs import KeepServerLoggers
 from messagecenter.api.soap import soap_router
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import Settings
@@ -30,7 +31,11 @@ log = logging.getLogger(__name__)
 # Answers every route under /api/v1 may give, whatever it does.
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorMessage, "description": "Missing or invalid bearer token"},
-    503: {"model": ErrorMessage, "description": "Execution database unavailable, or a configuration error"},
+    503: {
+        "model": ErrorMessage,
+        "description": "Execution database unavailable, or service not configured (the detail is in the "
+        "server's log)",
+    },
 }
 
 
@@ -90,6 +95,8 @@ def create_app(
         include_page(app)
     if not in_airflow:  # in Airflow, the plugin serves SOAP at the server's root (create_soap_app)
         app.include_router(soap_router("/nl"))
+        # Standalone: uvicorn's access log survives Airflow's logging setup (at its first import).
+        app.add_middleware(KeepServerLoggers)
 
     def openapi() -> dict[str, Any]:
         # The push body's limits are settings: documented as configured, read on first use.
@@ -108,7 +115,7 @@ def create_app(
     @app.exception_handler(ConfigError)
     async def _config_error(_: Request, exc: ConfigError) -> JSONResponse:
         log.error("Configuration error: %s", exc)
-        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return JSONResponse({"detail": NOT_CONFIGURED}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
     @app.exception_handler(psycopg.OperationalError)
     @app.exception_handler(PoolTimeout)

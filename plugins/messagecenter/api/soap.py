@@ -34,7 +34,7 @@ from psycopg_pool import PoolTimeout
 
 from messagecenter import __version__
 from messagecenter.airflow.connections import matching_token
-from messagecenter.api.deps import ApiState
+from messagecenter.api.deps import NOT_CONFIGURED, ApiState
 from messagecenter.core.errors import ConfigError
 from messagecenter.intake import store
 from messagecenter.intake.soap import (
@@ -219,7 +219,7 @@ def handle(
         return fault.to_xml()
     except ConfigError as exc:
         log.error("Configuration error: %s", exc)
-        return method_error(*where, str(exc), code="Server").to_xml()
+        return method_error(*where, NOT_CONFIGURED, code="Server").to_xml()
     except (psycopg.OperationalError, PoolTimeout) as exc:
         log.error("Execution database unavailable: %s", exc)
         return method_error(*where, "execution database unavailable", code="Server").to_xml()
@@ -275,7 +275,7 @@ async def soap_router_endpoint(request: Request) -> Response:
         limit = state.settings.intake.soap_max_body_bytes
     except ConfigError as exc:
         log.error("Configuration error: %s", exc)
-        return _xml(method_error(*where, str(exc), code="Server").to_xml())
+        return _xml(method_error(*where, NOT_CONFIGURED, code="Server").to_xml())
     try:
         body = await _read_body(request, limit, where)
     except SoapFault as fault:

@@ -30,12 +30,21 @@ def _ranges(min_id: int, max_id: int, parts: int) -> Iterator[tuple[int, int]]:
             yield low, high - 1
 
 
-def split_queue(conn: psycopg.Connection[Any], queue: Queue, settings: ProcessingSettings) -> list[Shard]:
+def split_queue(
+    conn: psycopg.Connection[Any],
+    queue: Queue,
+    settings: ProcessingSettings,
+    *,
+    quiet_when_idle: bool = False,
+) -> list[Shard]:
     """Claim due pending events of ``queue`` in bounded chunks and describe them as shards.
 
     Returns shards for the claimed events (grouped by event type and channel, each group cut into
     at most ``settings.parallelism`` id ranges) plus one retry shard per (event type, channel)
     with linked events due again. The number of shards does not grow with the volume.
+
+    :param quiet_when_idle: log a split that found nothing at DEBUG only (the real-time drain splits
+        at every wake-up and summarises its idle passes instead).
     """
     batch_id = fetch_value(conn, query("next_batch_id"))
     groups: dict[tuple[str, int], list[int]] = {}  # (type, channel) -> [count, min, max]
@@ -64,5 +73,8 @@ def split_queue(conn: psycopg.Connection[Any], queue: Queue, settings: Processin
         if (event_type, channel) not in claimed_groups:
             shards.append(Shard(queue, event_type, channel, None, -(2**63), 2**63 - 1, n))
     conn.commit()
-    log.info("Split %s: claimed %s events into %s shards (batch %s)", queue, claimed, len(shards), batch_id)
+    level = logging.DEBUG if quiet_when_idle and not shards else logging.INFO
+    log.log(
+        level, "Split %s: claimed %s events into %s shards (batch %s)", queue, claimed, len(shards), batch_id
+    )
     return shards

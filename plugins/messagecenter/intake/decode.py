@@ -391,8 +391,9 @@ def event_from_dict(data: dict[str, Any]) -> EventIn:
 # `\Z` does in Python (whose `$` also matches before a final newline).
 _NO_NUL = "^[^\\u0000]*$"
 _DATE_TIME = (
-    # RFC 3339 as msgspec reads it, in years 1901-9998 (whatever the offset, in the accepted range);
-    # February stops at the 28th (the 29th of leap years is accepted too).
+    # RFC 3339 as msgspec reads it, the offset optional (naive is UTC), in years 1901-9998 (whatever
+    # the offset, in the accepted range); February stops at the 28th (the 29th of leap years is
+    # accepted too).
     "^(?:190[1-9]|19[1-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
     "(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
     "[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]+)?"
@@ -438,10 +439,13 @@ def request_schema(limits: IntakeSettings) -> dict[str, Any]:
                 option["pattern"] = _NO_NUL
     for option in properties["scheduled"]["anyOf"]:
         if option.get("type") == "string":
+            # No "format": "date-time": that one requires an offset, and a naive time is accepted.
+            option.pop("format", None)
             option.update(
-                format="date-time",
                 pattern=_DATE_TIME,
-                description=f"RFC 3339, naive is UTC; accepted {SCHEDULED_RANGE}",
+                description="A date and time as in RFC 3339, with an offset or without one: naive times "
+                f"are UTC (T or a space between date and time); accepted {SCHEDULED_RANGE}",
+                examples=["2030-01-02T03:04:05Z", "2030-01-02T05:04:05+02:00", "2030-01-02T03:04:05"],
             )
     properties["ctx"] = {
         "type": "object",

@@ -86,6 +86,16 @@ def test_a_registered_instance_whose_workflows_stopped_is_a_doctor_error(
     assert "turn it on in the Airflow of instance lyon" in errors["batchEventsProcessing heartbeat on lyon"]
 
 
+def test_the_page_shows_the_waiting_instance_with_what_to_start(two_instances: dict[str, str]) -> None:
+    from messagecenter.airflow.readers import _instance
+
+    lyon = _instance("lyon", "mc_exec_lyon", Settings())["workflows"]
+    assert (lyon["state"], lyon["stopped"]) == ("waiting", [])
+    assert lyon["waiting"] == list(TECHNICAL_WORKFLOWS)
+    assert WAITING_LINE in lyon["message"]
+    assert _instance("paris", "mc_exec_paris", Settings())["workflows"]["state"] == "started"
+
+
 def test_stopped_wins_over_waiting_and_only_fresh_heartbeats_are_started(conn: psycopg.Connection) -> None:
     assert workflows_state(read_heartbeats(conn), 600).state == "waiting"
     record_heartbeat(conn, "rtEventsProcessing", 0, 0.0)

@@ -11,9 +11,11 @@ Runs every 5 minutes, on a manual trigger, and whenever an event of the asset
 `templates load`, or by a task of your own that produces it).
 
 Templates are deployed only on an instance whose technical workflows (`rtEventsProcessing`,
-`batchEventsProcessing`, `updateEventsStatus`) are started, i.e. recorded a heartbeat lately: the
-task of an instance whose workflows are off fails, naming them, and the other instances still get
-their templates. To publish anyway, trigger the DAG with the param `force` set to true.
+`batchEventsProcessing`, `updateEventsStatus`) run, i.e. recorded a heartbeat lately. The task of an
+instance whose workflows never reported (registered, not started yet) is skipped, saying which DAGs
+to turn on: the instance is waiting, and the first run after they report publishes there. The task
+of an instance whose workflows ran and stopped fails, naming them. The other instances get their
+templates either way. To publish anyway, trigger the DAG with the param `force` set to true.
 
 The same run merges every instance's quarantine changes into control's and writes them back
 (`sync_quarantine`, mapped over the instances too): a hard bounce or a complaint seen on one

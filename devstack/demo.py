@@ -19,7 +19,7 @@ part of the demo.
 ``make demo-check`` (``--check``) runs the same stack headless in a fresh directory, pushes real-time
 and batch events, waits until they are Sent, checks the mail landed with signed return paths, checks
 the bounce ended Delivery failed with its address in quarantine and the next event to it Ignored,
-and exits non-zero otherwise.
+checks that no DAG run failed (a first start ends green), and exits non-zero otherwise.
 
 Ports (override by environment): ``MC_DEMO_PORT`` Airflow (8080), ``MC_DEMO_SMTP_PORT`` SMTP (8025),
 ``MC_DEMO_SINK_PORT`` SMS/push provider (8026). The check picks free ports unless they are set.
@@ -431,6 +431,7 @@ def check_delivery(
     problems += sink_problems(demo_dir)
     if not problems:
         problems += doctor_errors(demo_dir)
+    problems += failed_runs(stack)
     total = time.monotonic() - started
     if problems:
         log.error("demo check FAILED after %.0f s (waited %.0f s for delivery): %s", total, waited, problems)
@@ -528,6 +529,17 @@ def doctor_errors(demo_dir: Path) -> list[str]:
             log.info("doctor: %s %s: %s", finding["level"], finding["what"], finding["message"])
     log.info("doctor: %d finding(s), exit code %d", len(findings), done.returncode)
     return [f"doctor: {f['what']}: {f['message']}" for f in findings if f["level"] == "error"]
+
+
+def failed_runs(stack: Stack) -> list[str]:
+    """The failed DAG runs in the Airflow metadata DB, if any: a first start ends green (a workflow
+    that waits for another, say publishTemplates before the first heartbeats, is not a failure)."""
+    answer = stack.rest("GET", "/dags/~/dagRuns", params={"state": "failed", "limit": 100})
+    if answer.status_code != 200:
+        return [f"DAG runs unreadable: {answer.status_code} {answer.text[:500]}"]
+    runs = answer.json()["dag_runs"]
+    log.info("failed DAG runs: %d", len(runs))
+    return [f"DAG run {run['dag_id']} {run['dag_run_id']} failed" for run in runs]
 
 
 def _sample_count(channel: str) -> int:

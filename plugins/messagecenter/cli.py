@@ -147,8 +147,12 @@ def cmd_templates_load(args: argparse.Namespace) -> int:
 def cmd_templates_publish(args: argparse.Namespace) -> int:
     control_hook = MessageCenterDbHook(args.control or get_settings().control_conn_id)
     instance = args.conn or (args.dsn and "the --dsn database") or get_settings().execution_conn_id
-    counts = actions.publish_to_instance(control_hook, _hook(args), instance=instance, force=args.force)
-    _emit(f"{counts['created']} new template version(s) published, {counts['unchanged']} already there")
+    done = actions.publish_to_instance(control_hook, _hook(args), instance=instance, force=args.force)
+    if done.waiting is not None:  # its workflows never ran: not an error, nothing to publish yet
+        name = registry.instance_name(args.conn) if args.conn else None
+        _emit(f"nothing published: {done.waiting.waiting_message(name)} (or publish now with --force)")
+        return 0
+    _emit(f"{done.created} new template version(s) published, {done.unchanged} already there")
     return 0
 
 

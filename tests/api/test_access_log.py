@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import REPO, airflow_uri
+from tests.support.builders import REPO, airflow_uri
 
 TOKEN = "access-log-token"
 

@@ -13,7 +13,7 @@ import pytest
 from messagecenter.core.settings import get_settings
 from messagecenter.execution import heartbeat
 from messagecenter.execution.heartbeat import Pulse, read_heartbeats, record_heartbeat
-from messagecenter.monitoring.heartbeats import stale_workflows
+from messagecenter.monitoring.heartbeats import never_reported, stale_workflows
 from tests.support.builders import airflow_uri
 
 
@@ -47,7 +47,7 @@ def test_touch_moves_the_time_only(conn: psycopg.Connection) -> None:
     assert beat.last_run > first.last_run
 
 
-def test_stale_workflows_names_the_missing_and_the_old(conn: psycopg.Connection) -> None:
+def test_stale_workflows_names_the_old_never_reported_the_missing(conn: psycopg.Connection) -> None:
     record_heartbeat(conn, "rtEventsProcessing", 0, 0)
     record_heartbeat(conn, "updateEventsStatus", 0, 0)
     conn.execute(
@@ -55,8 +55,9 @@ def test_stale_workflows_names_the_missing_and_the_old(conn: psycopg.Connection)
         "WHERE workflow = 'updateEventsStatus'"
     )
     beats = read_heartbeats(conn)
-    assert stale_workflows(beats, 600) == ["batchEventsProcessing", "updateEventsStatus"]
-    assert stale_workflows(beats, 7200) == ["batchEventsProcessing"]
+    assert stale_workflows(beats, 600) == ["updateEventsStatus"]
+    assert stale_workflows(beats, 7200) == []
+    assert never_reported(beats) == ["batchEventsProcessing"]
 
 
 def test_pulse_refreshes_the_heartbeat_while_a_pass_runs(db_dsn: str, conn: psycopg.Connection) -> None:

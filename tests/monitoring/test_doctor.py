@@ -68,16 +68,16 @@ def test_heartbeat_check_names_the_workflow_to_start() -> None:
         {"rtEventsProcessing": 12.0, "batchEventsProcessing": None, "updateEventsStatus": 4000.0},
         max_age_seconds=600,
     )
-    assert [f.level for f in found] == ["ok", "error", "error"]
+    assert [f.level for f in found] == ["ok", "error", "warning"]  # stopped: error; never ran: waiting
     assert found[0].message == "last seen 12 s ago"
-    assert "never ran: turn the DAG batchEventsProcessing on" in found[1].message
-    assert "last seen 67 min ago" in found[2].message
-    assert "airflow dags unpause updateEventsStatus" in found[2].message
-    remote = doctor.check_heartbeats(
-        {"rtEventsProcessing": None}, max_age_seconds=600, where=" on paris", airflow_hint="start it on paris"
-    )
+    assert "last seen 67 min ago" in found[1].message
+    assert "airflow dags unpause updateEventsStatus" in found[1].message
+    assert found[2].what == "technical workflows"
+    assert "batchEventsProcessing never reported a heartbeat" in found[2].message
+    assert "`airflow dags unpause batchEventsProcessing`" in found[2].message
+    remote = doctor.check_heartbeats({"rtEventsProcessing": 4000.0}, max_age_seconds=600, instance="paris")
     assert remote[0].what == "rtEventsProcessing heartbeat on paris"
-    assert remote[0].message == "never ran: start it on paris"
+    assert "turn it on in the Airflow of instance paris" in remote[0].message
 
 
 def test_delivery_tokens_and_templates_checks() -> None:
@@ -194,7 +194,7 @@ def test_execution_role_reports_what_to_do(
     )
     findings = by_what(execution_findings(Settings(), read_states=states_of(True)))
     assert "airflow dags unpause rtEventsProcessing" in findings["DAG rtEventsProcessing"].message
-    assert findings["batchEventsProcessing heartbeat"].message.startswith("never ran")
+    assert "batchEventsProcessing" in findings["technical workflows"].message  # never ran: waiting
     assert "does not answer" in findings["mc_smtp (email)"].message
     assert findings["mc_sms (sms)"].level == "error"
     assert findings["API tokens"].level == "error"
@@ -256,9 +256,11 @@ def test_control_role_checks_each_instance(
     assert found["mc_control database"].level == "ok"
     assert found["mc_exec_paris database"].level == "ok"
     assert found["rtEventsProcessing heartbeat on paris"].level == "ok"
-    assert found["rtEventsProcessing heartbeat on lyon"].message == (
-        "never ran: turn it on in the Airflow of instance lyon"
-    )
+    assert found["technical workflows on lyon"].level == "warning"  # never started: waiting
+    assert (
+        "start its workflows: turn on rtEventsProcessing, batchEventsProcessing, updateEventsStatus "
+        "in the Airflow of instance lyon"
+    ) in found["technical workflows on lyon"].message
     assert found["DAG mcArchiving_paris"].level == "ok"
     assert "archiving create lyon" in found["DAG mcArchiving_lyon"].message
     assert found["archiving lag of paris"].message == "30 min behind"

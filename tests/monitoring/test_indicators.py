@@ -159,7 +159,8 @@ def test_page_and_data_need_an_airflow_user_and_the_button_needs_connection_righ
     assert local["queues"]["rt"]["pending"]["value"] == 3
     assert local["queues"]["rt"]["error_rate_percent"]["level"] == "warning"
     assert local["archiving"]["state"] == "absent"  # no dag-processor here: never parsed
-    assert local["stale_workflows"] == ["batchEventsProcessing", "updateEventsStatus"]
+    assert local["workflows"]["state"] == "waiting"  # rtEventsProcessing reported, not the two others
+    assert local["workflows"]["waiting"] == ["batchEventsProcessing", "updateEventsStatus"]
     assert data["alerts"]["pending"] == [100, 400]
     assert any(f["what"] == "DAG mcArchiving_local" for f in data["doctor"]["findings"])
     assert client.get("/messagecenter/ui/api/overview", headers=admin).json()["can_create_archiving"] is True

@@ -9,10 +9,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from messagecenter.airflow import registry
 from messagecenter.airflow.hooks import MessageCenterDbHook
 from messagecenter.core.settings import get_settings
-from messagecenter.monitoring.heartbeats import require_started
+from messagecenter.monitoring.heartbeats import WorkflowsState, check_started
 from messagecenter.templates.publishing import publish_latest
 
 
@@ -38,21 +41,50 @@ def unregister_instance(instance: str) -> bool:
         return registry.remove_instance(session, instance)
 
 
+@dataclass(frozen=True)
+class Publication:
+    """What :func:`publish_to_instance` did on one instance.
+
+    :param created: template versions new there.
+    :param unchanged: versions it already had.
+    :param waiting: set when nothing was published because the instance waits for its workflows to
+        start (they never reported a heartbeat): its state, whose message says what to do.
+    """
+
+    created: int = 0
+    unchanged: int = 0
+    waiting: WorkflowsState | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A small dict for XCom and the CLI."""
+        return {
+            "created": self.created,
+            "unchanged": self.unchanged,
+            "waiting_for": list(self.waiting.waiting) if self.waiting else [],
+        }
+
+
 def publish_to_instance(
     control: MessageCenterDbHook, execution: MessageCenterDbHook, *, instance: str, force: bool = False
-) -> dict[str, int]:
-    """Publish control's latest template versions on one execution instance; return how many were
+) -> Publication:
+    """Publish control's latest template versions on one execution instance; say how many were
     ``created`` and how many were already there (``unchanged``).
 
-    :param instance: the instance's name in the refusal.
-    :param force: publish even if its technical workflows have no recent heartbeat.
-    :raises WorkflowsNotStarted: they have none (and not ``force``); nothing is published.
+    An instance whose technical workflows never reported a heartbeat is waiting to be started, not
+    failing: nothing is published and the result says it waits (the next run publishes once they
+    report). One whose workflows ran and then stopped is refused.
+
+    :param instance: the instance's name in the messages (its name on control, or a connection id).
+    :param force: publish whatever its technical workflows' heartbeats say.
+    :raises WorkflowsNotStarted: some of them stopped (and not ``force``); nothing is published.
     """
     with control.connect() as control_conn, execution.connect() as exec_conn:
         if not force:
-            require_started(
+            state = check_started(
                 exec_conn, instance=instance, max_age_seconds=get_settings().monitoring.heartbeat_max_age
             )
+            if state.waiting:
+                return Publication(waiting=state)
         published = publish_latest(control_conn, exec_conn)
     created = sum(p.created for p in published)
-    return {"created": created, "unchanged": len(published) - created}
+    return Publication(created=created, unchanged=len(published) - created)

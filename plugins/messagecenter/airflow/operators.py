@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 from airflow.sdk import BaseOperator, Context
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from messagecenter import execution
 from messagecenter.airflow import metrics
@@ -392,37 +392,43 @@ class ArchiveEventsOperator(_InstanceOperator):
 class PublishTemplatesOperator(_InstanceOperator):
     """Publish control's latest template versions on one execution instance (mapped over instances).
 
-    Templates are deployed only on an instance whose technical workflows are started (each has a
-    heartbeat younger than ``MC_HEARTBEAT_MAX_AGE_SECONDS``): otherwise the task fails naming the
-    workflows to start, and the other instances still get theirs.
+    Templates are deployed only on an instance whose technical workflows run. One whose workflows
+    never reported a heartbeat (registered, not started yet) is waiting: its task is skipped, saying
+    what to start, and the first run after they report publishes there. One whose workflows ran and
+    stopped (no heartbeat younger than ``MC_HEARTBEAT_MAX_AGE_SECONDS``) fails, naming them. The
+    other instances get theirs either way.
 
-    :param force: publish even so (also the DAG run param ``force``).
+    :param force: publish whatever the heartbeats say (also the DAG run param ``force``).
     """
 
     def __init__(self, *, force: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.force = force
 
-    def run(self, context: Context) -> dict[str, int]:
+    def run(self, context: Context) -> dict[str, Any]:
         from messagecenter.airflow.actions import publish_to_instance
 
         params = context.get("params") or {}
         force = self.force or str(params.get("force", False)).lower() in ("true", "1")
         if force:
             self.log.warning("Publishing on %s whether its workflows run or not (force)", self.instance)
-        counts = publish_to_instance(
+        done = publish_to_instance(
             MessageCenterDbHook(self.control_conn_id),
             MessageCenterDbHook(self.exec_conn_id),
             instance=self.instance,
             force=force,
         )
+        if done.waiting is not None:
+            message = done.waiting.waiting_message(self.instance)
+            self.log.warning("Nothing published: %s", message)
+            raise AirflowSkipException(message)
         self.log.info(
             "Published on %s: %s new version(s), %s already there",
             self.instance,
-            counts["created"],
-            counts["unchanged"],
+            done.created,
+            done.unchanged,
         )
-        return counts
+        return done.to_json()
 
 
 class PurgeArchivedOperator(_ExecutionOperator):

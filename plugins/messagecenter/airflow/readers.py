@@ -11,6 +11,7 @@ deployment, ``mc_execution`` on an execution-only one), control's archive state,
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -288,10 +289,7 @@ def control_findings(
         findings.append(db_finding)
         if data is not None:
             findings += doctor.check_heartbeats(
-                data["ages"],
-                max_age_seconds=settings.monitoring.heartbeat_max_age,
-                where=f" on {name}",
-                airflow_hint=f"turn it on in the Airflow of instance {name}",
+                data["ages"], max_age_seconds=settings.monitoring.heartbeat_max_age, instance=name
             )
             findings += feedback_findings(data["feedback"], settings, where=f" on {name}")
         if states:
@@ -355,7 +353,8 @@ def _instance(name: str, conn_id: str, settings: Settings) -> dict[str, Any]:
         beats[w].to_json() if w in beats else {"workflow": w, "last_run": None, "age_seconds": None}
         for w in (*TECHNICAL_WORKFLOWS, CLEANUP_WORKFLOW, BOUNCE_WORKFLOW)
     ]
-    data["stale_workflows"] = heartbeats.stale_workflows(beats, settings.monitoring.heartbeat_max_age)
+    judged = heartbeats.workflows_state(beats, settings.monitoring.heartbeat_max_age)
+    data["workflows"] = judged.to_json(name if conn_id.startswith(EXEC_CONN_PREFIX) else None)
     return data
 
 
@@ -394,13 +393,6 @@ def overview(settings: Settings, *, with_doctor: bool = True) -> dict[str, Any]:
     findings = run_doctor(settings) if with_doctor else []
     return {
         "instances": shown,
-        "alerts": {
-            "pending": settings.monitoring.alerts.pending,
-            "queue_seconds": settings.monitoring.alerts.queue_seconds,
-            "processing_seconds": settings.monitoring.alerts.processing_seconds,
-            "error_rate_percent": settings.monitoring.alerts.error_rate_percent,
-            "bounce_rate_percent": settings.monitoring.alerts.bounce_rate_percent,
-            "complaint_rate_percent": settings.monitoring.alerts.complaint_rate_percent,
-        },
+        "alerts": dataclasses.asdict(settings.monitoring.alerts),
         "doctor": {"exit_code": doctor.exit_code(findings), "findings": [f.to_json() for f in findings]},
     }

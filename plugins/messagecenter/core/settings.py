@@ -258,16 +258,35 @@ class AlertLevels:
     """Alert levels of the page and the doctor, as (warning, alert) pairs: Campaign's, mailbox providers'."""
 
     pending: tuple[float, float] = setting(
-        (100, 400), env="MC_ALERT_PENDING", low=0, help="pending events of a queue"
+        (100, 400), env="MC_ALERT_PENDING", low=0, help="pending events of the real-time queue"
     )
     queue_seconds: tuple[float, float] = setting(
-        (4, 8), env="MC_ALERT_QUEUE_SECONDS", low=0, help="average queue time, in seconds"
+        (4, 8),
+        env="MC_ALERT_QUEUE_SECONDS",
+        low=0,
+        help="average queue time of the real-time queue, in seconds",
     )
     processing_seconds: tuple[float, float] = setting(
         (10, 20),
         env="MC_ALERT_PROCESSING_SECONDS",
         low=0,
-        help="processing time (arrival to final status), in seconds",
+        help="processing time (arrival to final status) of the real-time queue, in seconds",
+    )
+    batch_pending: tuple[float, float] = setting(
+        (10_000, 50_000), env="MC_ALERT_BATCH_PENDING", low=0, help="pending events of the batch queue"
+    )
+    batch_queue_seconds: tuple[float, float] = setting(
+        (90, 300),
+        env="MC_ALERT_BATCH_QUEUE_SECONDS",
+        low=0,
+        help="average queue time of the batch queue, in seconds (batch events wait up to a minute, "
+        "for the next batchEventsProcessing run)",
+    )
+    batch_processing_seconds: tuple[float, float] = setting(
+        (120, 600),
+        env="MC_ALERT_BATCH_PROCESSING_SECONDS",
+        low=0,
+        help="processing time (arrival to final status) of the batch queue, in seconds",
     )
     error_rate_percent: tuple[float, float] = setting(
         (1, 5), env="MC_ALERT_ERROR_RATE", low=0, help="error rate, in percent"

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from messagecenter.core.settings import BOUNCE_MAILBOX_CONN_ID
-from messagecenter.monitoring.heartbeats import is_stale
+from messagecenter.monitoring.heartbeats import WorkflowsState, is_stale
 from messagecenter.monitoring.indicators import MAILBOX_PROVIDERS_COMPLAINT_LINE, alert_level
 
 Level = Literal["ok", "warning", "error"]
@@ -147,24 +147,27 @@ def _age(seconds: float) -> str:
 
 
 def check_heartbeats(
-    ages: Mapping[str, float | None],
-    *,
-    max_age_seconds: float,
-    where: str = "",
-    airflow_hint: str = "",
+    ages: Mapping[str, float | None], *, max_age_seconds: float, instance: str | None = None
 ) -> list[Finding]:
-    """Each workflow ran recently. ``ages`` maps a workflow to its heartbeat's age (None: never ran).
+    """Each workflow runs. ``ages`` maps a workflow to its heartbeat's age (None: it never ran).
 
-    :param where: suffix naming the instance (``" on paris"``).
-    :param airflow_hint: how to start the workflows there, when it is not this deployment.
+    A workflow that ran and stopped is an error; those that never ran make the instance *waiting*
+    to be started: one warning naming them and where to turn them on.
+
+    :param instance: the execution instance, when it is not this deployment (control's view).
     """
+    where = f" on {instance}" if instance is not None else ""
     findings = []
     for workflow, age in ages.items():
-        what = f"{workflow} heartbeat{where}"
-        start = airflow_hint or f"turn the DAG {workflow} on (`airflow dags unpause {workflow}`)"
         if age is None:
-            findings.append(error(what, f"never ran: {start}"))
-        elif is_stale(age, max_age_seconds):
+            continue
+        what = f"{workflow} heartbeat{where}"
+        if is_stale(age, max_age_seconds):
+            start = (
+                f"turn it on in the Airflow of instance {instance}"
+                if instance is not None
+                else f"turn the DAG {workflow} on (`airflow dags unpause {workflow}`)"
+            )
             findings.append(
                 error(
                     what,
@@ -174,6 +177,10 @@ def check_heartbeats(
             )
         else:
             findings.append(ok(what, f"last seen {_age(age)} ago"))
+    waiting = tuple(workflow for workflow, age in ages.items() if age is None)
+    if waiting:
+        state = WorkflowsState(waiting=waiting, stopped=())
+        findings.append(warning(f"technical workflows{where}", state.waiting_message(instance)))
     return findings
 
 

@@ -3,13 +3,13 @@
 Per queue of an execution instance: pending events, their average queue time (how long what is
 waiting has waited), the processing time (arrival to final status) and error rate (Failed /
 Sent+Ignored+Failed) of the last hour, each with Campaign's alert level (``ok``, ``warning``,
-``alert``; thresholds from :class:`~messagecenter.core.settings.AlertLevels`); events per status
-received in the last hour and day; events per minute by final status over the last hours (the
-throughput plot); the template versions it routes to; and what came back after the send over the
-feedback window (``MC_FEEDBACK_WINDOW_SECONDS``): the bounce and complaint rates with their alert
-levels, the quarantine by status and reason, the texts no rule qualified, the feedback that found no
-delivery log. On control: each instance's archiving lag. Levels are computed here, so they are
-tested without a browser.
+``alert``; thresholds from :class:`~messagecenter.core.settings.AlertLevels`, the real-time and the
+batch queue each their own); events per status received in the last hour and day; events per minute
+by final status over the last hours (the throughput plot); the template versions it routes to; and
+what came back after the send over the feedback window (``MC_FEEDBACK_WINDOW_SECONDS``): the bounce
+and complaint rates with their alert levels, the quarantine by status and reason, the texts no rule
+qualified, the feedback that found no delivery log. On control: each instance's archiving lag.
+Levels are computed here, so they are tested without a browser.
 """
 
 from __future__ import annotations
@@ -53,8 +53,27 @@ def _metric(value: float, levels: tuple[float, float], digits: int = 2) -> dict[
     return {"value": round(value, digits), "level": alert_level(value, levels), "thresholds": list(levels)}
 
 
+def queue_levels(alerts: AlertLevels, queue: str) -> dict[str, tuple[float, float]]:
+    """The (warning, alert) pairs of one queue's pending count, queue time and processing time.
+
+    Each queue has its own: batch events wait for the next batchEventsProcessing run (up to a
+    minute) by design, where real-time events are taken within a second.
+    """
+    if queue == "batch":
+        return {
+            "pending": alerts.batch_pending,
+            "queue_seconds": alerts.batch_queue_seconds,
+            "processing_seconds": alerts.batch_processing_seconds,
+        }
+    return {
+        "pending": alerts.pending,
+        "queue_seconds": alerts.queue_seconds,
+        "processing_seconds": alerts.processing_seconds,
+    }
+
+
 def queue_metrics(conn: psycopg.Connection[Any], queue: str, alerts: AlertLevels) -> dict[str, Any]:
-    """The indicators of one queue, with their alert levels."""
+    """The indicators of one queue, with its alert levels (:func:`queue_levels`)."""
     pending, queue_seconds = conn.execute(query("queue_now", queue)).fetchone() or (0, 0.0)
     processing, sent, ignored, failed = conn.execute(query("queue_last_hour", queue)).fetchone() or (
         0.0,
@@ -62,10 +81,11 @@ def queue_metrics(conn: psycopg.Connection[Any], queue: str, alerts: AlertLevels
         0,
         0,
     )
+    levels = queue_levels(alerts, queue)
     return {
-        "pending": _metric(pending, alerts.pending, 0),
-        "queue_seconds": _metric(queue_seconds, alerts.queue_seconds),
-        "processing_seconds": _metric(processing, alerts.processing_seconds),
+        "pending": _metric(pending, levels["pending"], 0),
+        "queue_seconds": _metric(queue_seconds, levels["queue_seconds"]),
+        "processing_seconds": _metric(processing, levels["processing_seconds"]),
         "error_rate_percent": _metric(error_rate_percent(sent, ignored, failed), alerts.error_rate_percent),
         "last_hour": {"sent": sent, "ignored": ignored, "failed": failed},
     }

@@ -1,4 +1,5 @@
-"""publishTemplates deploys only on instances whose technical workflows are started (heartbeats)."""
+"""publishTemplates deploys only on instances whose technical workflows run (heartbeats); workflows
+that ran and stopped fail the instance's task (never-started ones: tests/dags/test_waiting_instances.py)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,16 @@ from messagecenter.templates.spec import TemplateSpec
 pytestmark = pytest.mark.airflow
 
 
-def test_an_instance_with_its_workflows_off_is_refused_the_others_still_get_theirs(
+def test_an_instance_whose_workflows_stopped_is_refused_the_others_still_get_theirs(
     control_env: dict[str, str],
     dagbag: Callable[[], Any],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with psycopg.connect(control_env["tokyo"]) as conn:  # tokyo's workflows were never started
-        conn.execute("DELETE FROM mc.workflow_heartbeat WHERE workflow <> 'rtEventsProcessing'")
+    with psycopg.connect(control_env["tokyo"]) as conn:  # two of tokyo's workflows stopped a day ago
+        conn.execute(
+            "UPDATE mc.workflow_heartbeat SET last_run = now() - interval '1 day' "
+            "WHERE workflow <> 'rtEventsProcessing'"
+        )
     with psycopg.connect(control_env["control"]) as control:
         publish_templates(control, [TemplateSpec("OTP", 1, text="hello")], table=CONTROL_TABLE)
     dag = dagbag().dags["publishTemplates"]
@@ -31,7 +35,7 @@ def test_an_instance_with_its_workflows_off_is_refused_the_others_still_get_thei
     log = capsys.readouterr().out
     assert (
         "templates not published on tokyo: its technical workflows batchEventsProcessing, "
-        "updateEventsStatus are not started"
+        "updateEventsStatus stopped"
     ) in log
     assert "airflow dags unpause batchEventsProcessing" in log
     with psycopg.connect(control_env["paris"]) as conn:

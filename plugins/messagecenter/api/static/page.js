@@ -71,14 +71,25 @@ function plot(inst, container) {
 function heartbeats(inst) {
   const body = el("tbody");
   for (const hb of inst.heartbeats) {
-    const stale = inst.stale_workflows.includes(hb.workflow);
-    const level = stale ? "level-alert" : hb.last_run ? "level-ok" : "level-none";  // mcCleanup: daily
+    // Stopped (ran, then no heartbeat): red; a technical workflow never started: amber, the instance
+    // waits for it; mcCleanup and bounceProcessing that never ran: no colour (daily, optional).
+    const level = inst.workflows.stopped.includes(hb.workflow) ? "level-alert"
+      : inst.workflows.waiting.includes(hb.workflow) ? "level-warning" : hb.last_run ? "level-ok" : "level-none";
     body.append(el("tr", {"data-workflow": hb.workflow, "class": level},
       el("td", {text: hb.workflow}), el("td", {text: hb.last_run ? `${age(hb.age_seconds)} ago` : "never"}),
       el("td", {"class": "num", text: hb.last_rows ?? "–"}), el("td", {"class": "num", text: hb.runs ?? "0"})));
   }
   return el("table", {"class": "heartbeats"}, el("thead", {}, el("tr", {},
     ...["Workflow", "Last run", "Rows", "Runs"].map(t => el("th", {text: t})))), body);
+}
+
+function workflowsState(inst) {
+  // A banner when the instance is not running: waiting to be started (amber) or stopped (red).
+  const w = inst.workflows;
+  const level = {waiting: "warning", stopped: "alert"}[w.state];
+  const title = {waiting: "Waiting for its workflows to start", stopped: "Workflows stopped"}[w.state];
+  return el("p", {"class": `instance-state level-${level}`, "data-state": w.state},
+    el("strong", {text: `${title}. `}), w.message);
 }
 
 function percent(value) {
@@ -170,6 +181,7 @@ function render(data) {
       section.append(el("p", {"class": "error", text: `Unreachable: ${inst.error}`}));
     } else {
       const chart = el("div", {"class": "plot", "id": `plot-${inst.name}`});
+      if (inst.workflows.state !== "started") section.append(workflowsState(inst));
       section.append(indicators(inst), statuses(inst), chart, el("h3", {text: "Workflow heartbeats"}), heartbeats(inst),
         feedback(inst));
       root.append(section);

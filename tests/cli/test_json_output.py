@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REPO, airflow_uri
+from tests.support.builders import REPO, airflow_uri
 
 SHORT_TOKEN = "abc"  # under 5 characters: Airflow warns it cannot mask it, when it reads mc_api
 LONG_TOKEN = "t" * 300

@@ -466,6 +466,9 @@ class FakeApns:
     :param goaway_after: end each connection with GOAWAY when a request arrives after this many
         answered: the GOAWAY names the last stream answered, so the new request (never processed)
         is for the client to send on a new connection.
+    :param lose_answer_after: the same, but the GOAWAY names the new request as processed and the
+        connection closes before its answer: the client cannot know, and sends it again (the same
+        ``apns-id``).
     :param token_max_age: seconds a provider token is accepted after its ``iat`` (Apple: an hour);
         older: 403 ``ExpiredProviderToken``.
     """
@@ -479,6 +482,7 @@ class FakeApns:
         topic: str = "com.example.app",
         latency: float = 0.0,
         goaway_after: int | None = None,
+        lose_answer_after: int | None = None,
         token_max_age: float = 3600.0,
     ) -> None:
         self.team_id, self.key_id, self.topic = team_id, key_id, topic
@@ -489,6 +493,7 @@ class FakeApns:
         self._ssl.set_alpn_protocols(["h2"])
         self.latency = latency
         self.goaway_after = goaway_after
+        self.lose_answer_after = lose_answer_after
         self.token_max_age = token_max_age
         self.script = _Script()
         self.received: list[ApnsReceived] = []
@@ -650,8 +655,14 @@ class FakeApns:
             return 400, "BadPayload", "badge must be a number"
         return None
 
-    def goaway_now(self, answered: int) -> bool:
-        return self.goaway_after is not None and answered >= self.goaway_after
+    def goaway_now(self, answered: int) -> str | None:
+        """``"goaway"``, ``"lose answer"`` or ``None``: what to do with a request that arrives
+        after ``answered`` answers on its connection."""
+        if self.goaway_after is not None and answered >= self.goaway_after:
+            return "goaway"
+        if self.lose_answer_after is not None and answered >= self.lose_answer_after:
+            return "lose answer"
+        return None
 
     def new_connection(self) -> int:
         with self._lock:
@@ -714,11 +725,14 @@ class _ApnsProtocol(asyncio.Protocol):
         self._flush()
 
     def _stream_ended(self, stream_id: int) -> None:
-        if self.fake.goaway_now(self.answered):
-            # A request after the connection's quota: GOAWAY names the last stream answered, so
-            # this one was never processed; the client sends it again on a new connection.
+        ending = self.fake.goaway_now(self.answered)
+        if ending:
+            # A request after the connection's quota. GOAWAY names the last stream answered, so
+            # this one was never processed; or it names this one, whose answer is then lost.
             self.fake.goaways += 1
-            self.h2.close_connection(last_stream_id=self.last_answered)
+            self.h2.close_connection(
+                last_stream_id=stream_id if ending == "lose answer" else self.last_answered
+            )
             self._flush()
             self._close()
             return

@@ -37,21 +37,14 @@ def parse_one(**item: Any) -> TemplateSpec:
     return spec
 
 
+def options(template: Any) -> tuple[Any, ...]:
+    return template.badge, template.sound, template.collapse_id, template.thread_id
+
+
 def test_push_options_are_read() -> None:
-    spec = parse_one(**IOS)
-    assert (spec.badge, spec.sound, spec.collapse_id, spec.thread_id) == (
-        2,
-        "chime.aiff",
-        "orders",
-        "order-thread",
-    )
+    assert options(parse_one(**IOS)) == (2, "chime.aiff", "orders", "order-thread")
     android = parse_one(**{**IOS, "channel": "android", "thread_id": None})
-    assert (android.badge, android.sound, android.collapse_id, android.thread_id) == (
-        2,
-        "chime.aiff",
-        "orders",
-        None,
-    )
+    assert options(android) == (2, "chime.aiff", "orders", None)
 
 
 @pytest.mark.parametrize(

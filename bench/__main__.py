@@ -31,6 +31,8 @@ BENCHMARKS = (
     "delivery_realtime_vs_raw",
     "delivery_max_rate",
     "delivery_api_latency",
+    "delivery_fcm_vs_raw",
+    "delivery_apns_vs_raw",
 )
 
 

@@ -6,6 +6,7 @@ A connection is read when a delivery chunk opens its transport, never at import 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import smtplib
@@ -283,6 +284,9 @@ def warm_up() -> None:
     does not wait a second or two for it (a drain calls this before it listens)."""
     from airflow.providers.smtp.hooks.smtp import SmtpHook  # noqa: F401
 
+    with contextlib.suppress(ImportError):  # the push connectors' libraries (FCM, APNs)
+        import google.oauth2.service_account  # noqa: F401
+        import h2.connection  # noqa: F401
     for channel in Channel:
         try:
             transport_for(channel)

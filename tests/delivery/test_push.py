@@ -371,3 +371,41 @@ def test_apns_connection_ended_mid_burst_loses_nothing_and_doubles_nothing(tmp_p
     assert apns.goaways >= 10
     assert apns.connections >= 4 + apns.goaways
     assert [r.message_id for r in results] == [apns_id(n) for n in range(1, 61)]
+
+
+def test_a_provider_trickling_its_answer_cannot_stretch_the_deadline(monkeypatch, fcm):
+    """Each byte comes before the read timeout, the whole answer never: the deadline ends it."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000:
+                if stop.is_set():
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(0.1)
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    use(monkeypatch, "mc_push_android", fcm.connection(base_url=f"http://127.0.0.1:{port}", deadline=1))
+    try:
+        with fcm_transport(timeout=5) as transport:
+            start = time.monotonic()
+            result = transport.send(push())
+            elapsed = time.monotonic() - start
+    finally:
+        stop.set()
+        listener.close()
+    assert result.outcome is Outcome.TRANSIENT
+    assert "no complete answer within 1 s" in (result.error or "")
+    assert elapsed < 2.5

@@ -9,7 +9,7 @@ uses the same key and renewed after fifty minutes, or at once when APNs answers
 
 ``apns-id`` is the event id written as a UUID, so a message sent again after a lost connection
 carries the same id. A connection that APNs closes (GOAWAY) is reopened: a request above the
-GOAWAY's last stream was never processed and goes out on the new connection (httpx does it), a
+GOAWAY's last stream was never processed and goes out on the new connection (httpcore does it), a
 request whose answer was lost with the connection is sent once more. Answers: 200 Sent (the
 message id is ``apns-id``); 410 ``Unregistered`` Failed, and the token goes into quarantine at once
 unless the event came after the 410's ``timestamp`` (the token was pushed to us again since APNs
@@ -19,7 +19,6 @@ provider-token problems (403) retried.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import json
@@ -34,12 +33,13 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-import httpx
+import httpcore
 
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.types import Channel
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, truncate
 from messagecenter.delivery.http import classify_status, retry_after_seconds
+from messagecenter.delivery.httpclient import Answer, DeadlineClient, DeadlineExceeded
 from messagecenter.feedback.types import FailureReason
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ def provider_tokens(account: ApnsAccount) -> ProviderTokens:
 
 @functools.cache
 def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
-    """One per CA bundle and process, for HTTP/2 connections only (httpx sets its ALPN)."""
+    """One per CA bundle and process, for HTTP/2 connections only (httpcore sets its ALPN)."""
     return ssl.create_default_context(cafile=ca_file)
 
 
@@ -226,10 +226,11 @@ def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
 class ApnsTransport:
     """Send iOS push messages to APNs (see the module's docstring).
 
-    ``with transport:`` reads the account and opens one ``httpx.AsyncClient`` over HTTP/2 on a
-    private event loop (asyncio gives each request an overall deadline). If the account cannot
-    be read or its key is unusable, nothing is raised: every ``send`` answers ``TRANSIENT`` with
-    the reason, so the events are retried later and the provider's breaker opens.
+    ``with transport:`` reads the account and prepares one HTTP/2 connection (opened with the
+    first message, see :class:`~messagecenter.delivery.httpclient.DeadlineClient`: each request
+    has an overall deadline). If the account cannot be read or its key is unusable, nothing is
+    raised: every ``send`` answers ``TRANSIENT`` with the reason, so the events are retried later
+    and the provider's breaker opens.
 
     :param read_account: returns the account; called once per chunk.
     :param name: the provider's name in logs and errors (its connection id).
@@ -257,101 +258,94 @@ class ApnsTransport:
         self.max_rate = max_rate
         self._account: ApnsAccount | None = None
         self._tokens: ProviderTokens | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: DeadlineClient | None = None
         self._error: str | None = None
 
     def __enter__(self) -> ApnsTransport:
         self._error = None
         try:
+            import h2  # noqa: F401  # HTTP/2, which APNs requires
+
             self._account = self.read_account()
             self._tokens = provider_tokens(self._account)
-        except (ConfigError, ValueError) as exc:
+        except (ConfigError, ValueError, ImportError) as exc:
             self._error = f"APNs account of {self.name!r}: {exc}"
             log.warning("%s", self._error)
             return self
-        try:
-            client = httpx.AsyncClient(
-                http2=True,
-                timeout=self.timeout,
-                verify=_ssl_context(self._account.ca_file),
-                base_url=self._account.base_url.rstrip("/"),
-            )
-        except ImportError as exc:  # httpx's HTTP/2 needs the h2 package
-            self._error = f"APNs needs HTTP/2: {exc}"
-            log.warning("%s", self._error)
-            return self
-        self._loop, self._client = asyncio.new_event_loop(), client
+        self._client = DeadlineClient(
+            ssl_context=_ssl_context(self._account.ca_file),
+            http2=True,
+            timeout=self.timeout,
+            deadline=self.deadline,
+        )
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         client, self._client = self._client, None
-        loop, self._loop = self._loop, None
-        if loop is not None:
-            if client is not None:
-                loop.run_until_complete(client.aclose())
-            loop.close()
+        if client is not None:
+            client.close()
 
     def send(self, message: OutgoingMessage) -> SendResult:
         """Send one message; never raises for a delivery problem, the result says what happened."""
-        if self._client is None or self._account is None or self._tokens is None or self._loop is None:
+        if self._client is None or self._account is None or self._tokens is None:
             error = self._error or "ApnsTransport used outside `with transport:`"
             return SendResult(Outcome.TRANSIENT, error=truncate(error))
         try:
             path, headers, body = apns_request(message, self._account)
         except (TypeError, ValueError) as exc:
             return SendResult(Outcome.PERMANENT, error=truncate(f"cannot build the APNs request: {exc}"))
+        url = self._account.base_url.rstrip("/") + path
         renewed = resent = False
         while True:
             token = self._tokens.get()
             try:
-                response = self._post(path, {**headers, "authorization": f"bearer {token}"}, body)
-            except TimeoutError:
-                return self._transient(message, f"no complete answer within {self.deadline:g} s")
-            except httpx.TimeoutException as exc:
+                answer = self._client.request(
+                    "POST", url, {**headers, "authorization": f"bearer {token}"}, body
+                )
+            except DeadlineExceeded as exc:
+                return self._transient(message, str(exc))
+            except httpcore.TimeoutException as exc:
                 return self._transient(message, f"timeout ({self.timeout:g}s): {type(exc).__name__} {exc}")
-            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            except (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError) as exc:
                 # The connection went away before the answer (GOAWAY, reset): a new one, once.
                 if resent:
                     return self._transient(message, f"connection lost twice: {type(exc).__name__}: {exc}")
-                log.info("APNs %r: connection lost before an answer (%s): sending again", self.name, exc)
+                log.info("APNs %r: connection lost before an answer (%r): sending again", self.name, exc)
                 resent = True
                 continue
-            except httpx.HTTPError as exc:  # ConnectError, a TLS or protocol failure
-                return self._transient(message, f"{type(exc).__name__}: {exc}")
-            reason, answer = _reason(response)
-            if response.status_code == 403 and reason == "ExpiredProviderToken" and not renewed:
+            except (
+                httpcore.NetworkError,
+                httpcore.ProtocolError,
+                httpcore.UnsupportedProtocol,
+                OSError,
+            ) as exc:
+                return self._transient(message, f"{type(exc).__name__}: {exc}")  # connect, TLS
+            reason, fields = _reason(answer)
+            if answer.status == 403 and reason == "ExpiredProviderToken" and not renewed:
                 log.info("APNs %r: provider token expired, renewed", self.name)
                 self._tokens.expired(token)
                 renewed = True
                 continue
-            return self._result(message, response, reason, answer)
-
-    def _post(self, path: str, headers: dict[str, str], body: bytes) -> httpx.Response:
-        assert self._client is not None
-        assert self._loop is not None
-        post = self._client.post(path, content=body, headers=headers)
-        return self._loop.run_until_complete(asyncio.wait_for(post, self.deadline))
+            return self._result(message, answer, reason, fields)
 
     def _result(
-        self, message: OutgoingMessage, response: httpx.Response, reason: str | None, answer: dict[str, Any]
+        self, message: OutgoingMessage, answer: Answer, reason: str | None, fields: dict[str, Any]
     ) -> SendResult:
-        status = response.status_code
-        text = truncate(response.text) or None
+        status = answer.status
+        text = truncate(answer.text) or None
         extra: dict[str, Any] = {"http_status": status}
-        if (retry_after := retry_after_seconds(response.headers.get("Retry-After"))) is not None:
+        if (retry_after := retry_after_seconds(answer.headers.get("retry-after"))) is not None:
             extra["retry_after"] = retry_after
         if status == 200:
-            message_id = response.headers.get("apns-id") or apns_id(message.event_id)
+            message_id = answer.headers.get("apns-id") or apns_id(message.event_id)
             return SendResult(Outcome.SENT, message_id=message_id, provider_answer=text, extra=extra)
         if reason:
             extra["apns_reason"] = reason
         error = f"APNs {reason or 'error'} (HTTP {status})"
         if status == 410:
-            timestamp = answer.get("timestamp")
-            if re_registered(timestamp, message.created):
+            if re_registered(fields.get("timestamp"), message.created):
                 error += ": the token was pushed again after APNs found it invalid, not quarantined"
             else:
                 extra.update(dead_address=True, failure_reason=int(FailureReason.USER_UNKNOWN), source="apns")
@@ -369,12 +363,12 @@ class ApnsTransport:
         return SendResult(Outcome.TRANSIENT, error=truncate(error))
 
 
-def _reason(response: httpx.Response) -> tuple[str | None, dict[str, Any]]:
+def _reason(response: Answer) -> tuple[str | None, dict[str, Any]]:
     """APNs's ``reason`` of an error answer, and the answer's JSON object (``{}`` when none)."""
-    if response.status_code == 200 or not response.content:
+    if response.status == 200 or not response.content:
         return None, {}
     try:
-        answer = response.json()
+        answer = json.loads(response.content)
     except ValueError:
         return None, {}
     if not isinstance(answer, dict):

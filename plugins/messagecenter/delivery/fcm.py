@@ -15,7 +15,6 @@ proxy's page, a wrong ``base_url``) is retried too: it says nothing about the to
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import json
@@ -29,12 +28,14 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+import httpcore
 import httpx
 
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.types import Channel
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, truncate
 from messagecenter.delivery.http import classify_status, retry_after_seconds
+from messagecenter.delivery.httpclient import Answer, DeadlineClient, DeadlineExceeded
 from messagecenter.feedback.types import FailureReason
 
 log = logging.getLogger(__name__)
@@ -287,10 +288,11 @@ def classify(code: str | None, http_status: int) -> Outcome:
 class FcmTransport:
     """Send push messages through FCM HTTP v1 (see the module's docstring).
 
-    ``with transport:`` reads the account and opens one kept-alive ``httpx.AsyncClient`` on a
-    private event loop (asyncio gives each request an overall deadline). If the account cannot be
-    read or its key is unusable, nothing is raised: every ``send`` answers ``TRANSIENT`` with the
-    reason, so the events are retried later and the provider's breaker opens.
+    ``with transport:`` reads the account and prepares one kept-alive HTTP/1.1 connection (opened
+    with the first message, see :class:`~messagecenter.delivery.httpclient.DeadlineClient`: each
+    request has an overall deadline). If the account cannot be read or its key is unusable, nothing
+    is raised: every ``send`` answers ``TRANSIENT`` with the reason, so the events are retried later
+    and the provider's breaker opens.
 
     :param read_account: returns the account; called once per chunk.
     :param name: the provider's name in logs and errors (its connection id).
@@ -318,8 +320,7 @@ class FcmTransport:
         self.max_rate = max_rate
         self._account: FcmAccount | None = None
         self._tokens: AccessTokens | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: DeadlineClient | None = None
         self._error: str | None = None
 
     def __enter__(self) -> FcmTransport:
@@ -331,11 +332,11 @@ class FcmTransport:
             self._error = f"FCM account of {self.name!r}: {exc}"
             log.warning("%s", self._error)
             return self
-        self._loop = asyncio.new_event_loop()
-        self._client = httpx.AsyncClient(
+        self._client = DeadlineClient(
+            ssl_context=ssl_context(self._account.ca_file),
+            http2=False,
             timeout=self.timeout,
-            verify=ssl_context(self._account.ca_file),
-            headers={"Content-Type": "application/json; charset=UTF-8", "Accept": "application/json"},
+            deadline=self.deadline,
         )
         return self
 
@@ -343,15 +344,12 @@ class FcmTransport:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         client, self._client = self._client, None
-        loop, self._loop = self._loop, None
-        if loop is not None:
-            if client is not None:
-                loop.run_until_complete(client.aclose())
-            loop.close()
+        if client is not None:
+            client.close()
 
     def send(self, message: OutgoingMessage) -> SendResult:
         """Send one message; never raises for a delivery problem, the result says what happened."""
-        if self._client is None or self._account is None or self._tokens is None or self._loop is None:
+        if self._client is None or self._account is None or self._tokens is None:
             error = self._error or "FcmTransport used outside `with transport:`"
             return SendResult(Outcome.TRANSIENT, error=truncate(error))
         try:
@@ -360,68 +358,68 @@ class FcmTransport:
             return SendResult(Outcome.PERMANENT, error=truncate(f"cannot build the FCM message: {exc}"))
         from google.auth.exceptions import GoogleAuthError
 
-        response: httpx.Response | None = None
+        answer: Answer | None = None
         for _ in range(2):  # a second time only with a new token, after FCM refused the first
             try:
                 token = self._tokens.get()
             except GoogleAuthError as exc:
                 return self._transient(message, f"no OAuth2 access token: {type(exc).__name__}: {exc}")
+            headers = {**_HEADERS, "Authorization": f"Bearer {token}"}
             try:
-                response = self._post(body, token)
-            except TimeoutError:
-                return self._transient(message, f"no complete answer within {self.deadline:g} s")
-            except httpx.TimeoutException as exc:
+                answer = self._client.request("POST", self._account.send_url, headers, body)
+            except DeadlineExceeded as exc:
+                return self._transient(message, str(exc))
+            except httpcore.TimeoutException as exc:
                 return self._transient(message, f"timeout ({self.timeout:g}s): {type(exc).__name__} {exc}")
-            except httpx.HTTPError as exc:  # ConnectError and the other TransportErrors
+            except (
+                httpcore.NetworkError,
+                httpcore.ProtocolError,
+                httpcore.UnsupportedProtocol,
+                OSError,
+            ) as exc:
                 return self._transient(message, f"{type(exc).__name__}: {exc}")
-            if response.status_code != 401 or self._code(response)[0] == "THIRD_PARTY_AUTH_ERROR":
+            if answer.status != 401 or _code(answer)[0] == "THIRD_PARTY_AUTH_ERROR":
                 break
             log.info("FCM %r refused the access token (HTTP 401): fetching another", self.name)
             self._tokens.refused(token)
-        assert response is not None
-        return self._result(response)
+        assert answer is not None
+        return self._result(answer)
 
-    def _post(self, body: bytes, token: str) -> httpx.Response:
-        assert self._client is not None
-        assert self._account is not None
-        assert self._loop is not None
-        post = self._client.post(
-            self._account.send_url, content=body, headers={"Authorization": f"Bearer {token}"}
-        )
-        return self._loop.run_until_complete(asyncio.wait_for(post, self.deadline))
-
-    @staticmethod
-    def _code(response: httpx.Response) -> tuple[str | None, str]:
-        try:
-            return error_code(response.json())
-        except ValueError:
-            return None, ""
-
-    def _result(self, response: httpx.Response) -> SendResult:
-        answer = truncate(response.text) or None
-        extra: dict[str, Any] = {"http_status": response.status_code}
-        if (retry_after := retry_after_seconds(response.headers.get("Retry-After"))) is not None:
+    def _result(self, answer: Answer) -> SendResult:
+        text = truncate(answer.text) or None
+        extra: dict[str, Any] = {"http_status": answer.status}
+        if (retry_after := retry_after_seconds(answer.headers.get("retry-after"))) is not None:
             extra["retry_after"] = retry_after
-        if 200 <= response.status_code <= 299:
+        if 200 <= answer.status <= 299:
             try:
-                name = response.json().get("name")
+                name = json.loads(answer.content).get("name")
             except (ValueError, AttributeError):
                 name = None
             return SendResult(
-                Outcome.SENT, message_id=str(name) if name else None, provider_answer=answer, extra=extra
+                Outcome.SENT, message_id=str(name) if name else None, provider_answer=text, extra=extra
             )
-        code, text = self._code(response)
-        outcome = classify(code, response.status_code)
+        code, reason = _code(answer)
+        outcome = classify(code, answer.status)
         if code is not None:
             extra["fcm_error"] = code
         if code in DEAD_TOKEN:
             extra.update(dead_address=True, failure_reason=int(FailureReason.USER_UNKNOWN), source="fcm")
         if code is None:
-            error = f"HTTP {response.status_code} {response.reason_phrase}: not an FCM answer".strip()
+            error = f"HTTP {answer.status}: not an FCM answer"
         else:
-            error = f"FCM {code} (HTTP {response.status_code}): {text}".strip()
-        return SendResult(outcome, provider_answer=answer, error=truncate(error), extra=extra)
+            error = f"FCM {code} (HTTP {answer.status}): {reason}".strip()
+        return SendResult(outcome, provider_answer=text, error=truncate(error), extra=extra)
 
     def _transient(self, message: OutgoingMessage, error: str) -> SendResult:
         log.debug("event %s: %s", message.event_id, error)
         return SendResult(Outcome.TRANSIENT, error=truncate(error))
+
+
+_HEADERS = {"Content-Type": "application/json; charset=UTF-8", "Accept": "application/json"}
+
+
+def _code(answer: Answer) -> tuple[str | None, str]:
+    try:
+        return error_code(json.loads(answer.content))
+    except ValueError:
+        return None, ""

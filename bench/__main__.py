@@ -34,6 +34,8 @@ BENCHMARKS = (
     "feedback_bounce_mailbox",
     "feedback_webhook_batch",
     "feedback_quarantine_check",
+    "delivery_fcm_vs_raw",
+    "delivery_apns_vs_raw",
 )
 
 

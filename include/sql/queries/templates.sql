@@ -8,7 +8,7 @@
 -- (what link_templates routes a shard to, and what a new publication compares itself with).
 SELECT DISTINCT ON (event_type, channel)
        id, template_id, version, event_type, channel, subject, html, text, data, content_hash,
-       list_unsubscribe
+       list_unsubscribe, badge, sound, collapse_id, thread_id
 FROM {templates}
 WHERE (%(event_type)s::text IS NULL OR event_type = %(event_type)s::text)
   AND (%(channel)s::smallint IS NULL OR channel = %(channel)s::smallint)
@@ -33,13 +33,14 @@ WHERE template_id = %(template_id)s AND version = %(version)s;
 -- name: insert_template_version
 INSERT INTO {templates}
     (template_id, version, event_type, channel, subject, html, text, data, content_hash,
-     list_unsubscribe)
+     list_unsubscribe, badge, sound, collapse_id, thread_id)
 VALUES (%(template_id)s, %(version)s, %(event_type)s, %(channel)s, %(subject)s, %(html)s, %(text)s,
-        %(data)s, %(content_hash)s, %(list_unsubscribe)s);
+        %(data)s, %(content_hash)s, %(list_unsubscribe)s, %(badge)s, %(sound)s, %(collapse_id)s,
+        %(thread_id)s);
 
 -- name: published_templates
 -- The template versions a delivery chunk needs.
 SELECT id, template_id, version, event_type, channel, subject, html, text, data, content_hash,
-       list_unsubscribe
+       list_unsubscribe, badge, sound, collapse_id, thread_id
 FROM mc.published_template
 WHERE (template_id, version) IN (SELECT * FROM unnest(%(template_id)s::bigint[], %(version)s::integer[]));

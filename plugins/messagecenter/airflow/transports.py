@@ -1,10 +1,12 @@
-"""Transports built from Airflow connections: ``mc_smtp`` (type smtp), ``mc_sms`` and ``mc_push`` (http).
+"""Transports built from Airflow connections: ``mc_smtp`` (type smtp), ``mc_sms`` and ``mc_push`` (http),
+``mc_push_android`` (type fcm) and ``mc_push_ios`` (type apns).
 
 A connection is read when a delivery chunk opens its transport, never at import or DAG parse time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import smtplib
@@ -15,7 +17,9 @@ from messagecenter.core import settings
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.types import Channel
 from messagecenter.delivery import HttpEndpoint, HttpTransport, SmtpClient, SmtpOpenError, SmtpTransport
+from messagecenter.delivery.apns import BASE_URLS, ApnsAccount, ApnsTransport
 from messagecenter.delivery.base import Transport
+from messagecenter.delivery.fcm import DEFAULT_BASE_URL, FcmAccount, FcmTransport
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,7 @@ def transport_for(channel: int) -> Transport:
     if channel == Channel.SMS:
         return http_transport(settings.SMS_CONN_ID)
     if channel in (Channel.IOS, Channel.ANDROID):
-        return http_transport(settings.PUSH_CONN_ID)
+        return push_transport(channel)
     raise ValueError(f"no transport for channel {channel} (known: email 0, sms 1, ios 41, android 42)")
 
 
@@ -167,11 +171,122 @@ def endpoint_from_airflow(conn_id: str) -> HttpEndpoint:
     return HttpEndpoint(url=f"{base}/{endpoint.lstrip('/')}", headers=headers, auth=auth)
 
 
+# A platform's own push connection, used when it is defined (else the generic mc_push).
+PUSH_CONN_IDS = {Channel.ANDROID: "mc_push_android", Channel.IOS: "mc_push_ios"}
+
+
+def push_transport(channel: int) -> Transport:
+    """The push transport of ``channel`` (ios 41, android 42): its platform's connection if it is
+    defined, by conn type (``fcm``: Firebase, ``apns``: Apple, ``http``: the generic JSON provider),
+    else the generic ``mc_push``."""
+    conn_id = PUSH_CONN_IDS[Channel(channel)]
+    try:
+        conn_type = (get_connection(conn_id).conn_type or "").lower()
+    except ConfigError:
+        return http_transport(settings.PUSH_CONN_ID)
+    if conn_type == "fcm":
+        return fcm_transport(conn_id)
+    if conn_type == "apns":
+        return apns_transport(conn_id)
+    return http_transport(conn_id)
+
+
+def fcm_transport(conn_id: str = PUSH_CONN_IDS[Channel.ANDROID], *, timeout: float = 10.0) -> FcmTransport:
+    """An :class:`FcmTransport` of Airflow connection ``conn_id`` (see :func:`fcm_account_from_airflow`;
+    extras ``deadline`` default 30, ``max_connections`` default 32, ``max_rate`` default none)."""
+    return FcmTransport(
+        lambda: fcm_account_from_airflow(conn_id),
+        name=conn_id,
+        timeout=timeout,
+        **_provider_limits(conn_id, deadline=30.0, max_connections=32),
+    )
+
+
+def fcm_account_from_airflow(conn_id: str) -> FcmAccount:
+    """The :class:`FcmAccount` of connection ``conn_id`` (type ``fcm``): the service account's JSON
+    key in the password or extra ``service_account``; extras ``project_id`` (default: the key's),
+    ``base_url`` (default FCM's), ``ca_file``."""
+    from messagecenter.airflow.connection_types import plain_extra
+
+    conn = get_connection(conn_id)
+    extra = plain_extra(conn.extra_dejson or {}, conn.conn_type)
+    raw = conn.password or extra.get("service_account")
+    if not raw:
+        raise ConfigError(
+            f"connection {conn_id!r} has no service account key (its JSON in the password or in "
+            'extra "service_account")'
+        )
+    try:
+        info = raw if isinstance(raw, dict) else json.loads(raw)
+    except ValueError:
+        info = None
+    if not isinstance(info, dict) or not info.get("private_key") or not info.get("client_email"):
+        raise ConfigError(f"connection {conn_id!r}: the service account key is not a JSON key file's content")
+    project_id = str(extra.get("project_id") or info.get("project_id") or "")
+    if not project_id:
+        raise ConfigError(f'connection {conn_id!r} has no extra "project_id"')
+    return FcmAccount(
+        project_id=project_id,
+        service_account=info,
+        base_url=str(extra.get("base_url") or DEFAULT_BASE_URL),
+        ca_file=extra.get("ca_file") or None,
+    )
+
+
+def apns_transport(conn_id: str = PUSH_CONN_IDS[Channel.IOS], *, timeout: float = 10.0) -> ApnsTransport:
+    """An :class:`ApnsTransport` of Airflow connection ``conn_id`` (see
+    :func:`apns_account_from_airflow`; extras ``deadline`` default 30, ``max_connections`` default
+    32, ``max_rate`` default none)."""
+    return ApnsTransport(
+        lambda: apns_account_from_airflow(conn_id),
+        name=conn_id,
+        timeout=timeout,
+        **_provider_limits(conn_id, deadline=30.0, max_connections=32),
+    )
+
+
+def apns_account_from_airflow(conn_id: str) -> ApnsAccount:
+    """The :class:`ApnsAccount` of connection ``conn_id`` (type ``apns``): the ``.p8`` key's PEM text
+    in the password (or extra ``private_key``); extras ``team_id``, ``key_id``, ``topic`` (the
+    bundle id), ``environment`` (``production``, the default, or ``sandbox``), ``base_url``
+    (instead of the environment's), ``ca_file``, ``time_to_live`` (seconds APNs keeps a message
+    for an offline device, default a day; 0: only now)."""
+    from messagecenter.airflow.connection_types import plain_extra
+
+    conn = get_connection(conn_id)
+    extra = plain_extra(conn.extra_dejson or {}, conn.conn_type)
+    missing = [name for name in ("team_id", "key_id", "topic") if not extra.get(name)]
+    if missing:
+        raise ConfigError(f"connection {conn_id!r} has no extra {', '.join(map(repr, missing))}")
+    key = str(conn.password or extra.get("private_key") or "")
+    if "\\n" in key and "\n" not in key:  # a PEM typed on one line, with its line breaks escaped
+        key = key.replace("\\n", "\n")
+    if "PRIVATE KEY" not in key:
+        raise ConfigError(f"connection {conn_id!r} has no private key (the .p8 key's PEM in the password)")
+    environment = str(extra.get("environment") or "production").lower()
+    if environment not in BASE_URLS:
+        raise ConfigError(
+            f"connection {conn_id!r}: environment must be production or sandbox, not {environment!r}"
+        )
+    return ApnsAccount(
+        team_id=str(extra["team_id"]),
+        key_id=str(extra["key_id"]),
+        topic=str(extra["topic"]),
+        private_key=key,
+        base_url=str(extra.get("base_url") or BASE_URLS[environment]),
+        ca_file=extra.get("ca_file") or None,
+        time_to_live=int(_number(conn_id, extra, "time_to_live", 86_400, -1, 30 * 86_400)),
+    )
+
+
 def warm_up() -> None:
     """Import what the transports use and read their connections once, so the first real-time event
     does not wait a second or two for it (a drain calls this before it listens)."""
     from airflow.providers.smtp.hooks.smtp import SmtpHook  # noqa: F401
 
+    with contextlib.suppress(ImportError):  # the push connectors' libraries (FCM, APNs)
+        import google.oauth2.service_account  # noqa: F401
+        import h2.connection  # noqa: F401
     for channel in Channel:
         try:
             transport_for(channel)

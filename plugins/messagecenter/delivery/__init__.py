@@ -1,8 +1,9 @@
-"""Delivery transports: e-mail over SMTP, SMS and push over HTTP, and a null transport.
+"""Delivery transports: e-mail over SMTP, SMS and push over HTTP, push over FCM (``fcm``) and APNs
+(``apns``), and a null transport.
 
 Nothing here reads a connection: a transport is given how to open its provider, and
-``messagecenter.airflow.transports`` builds them from the ``mc_smtp``, ``mc_sms`` and ``mc_push``
-Airflow connections.
+``messagecenter.airflow.transports`` builds them from the ``mc_smtp``, ``mc_sms``, ``mc_push``,
+``mc_push_android`` and ``mc_push_ios`` Airflow connections.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -34,6 +35,12 @@ class OutgoingMessage:
     :param text: e-mail text part, SMS text or push body.
     :param data: push data.
     :param list_unsubscribe: the template asks for RFC 8058 one-click unsubscribe headers (e-mail).
+    :param badge: push: the app icon's badge count.
+    :param sound: push: the sound played.
+    :param collapse_id: push: a newer message with the same id replaces an older one not yet shown.
+    :param thread_id: iOS push: notifications of one thread are grouped.
+    :param created: when the event was received (APNs: a token refused as unregistered before it
+        was pushed again is not quarantined).
     """
 
     event_id: int
@@ -44,13 +51,21 @@ class OutgoingMessage:
     text: str | None = None
     data: dict[str, Any] | None = None
     list_unsubscribe: bool = False
+    badge: int | None = None
+    sound: str | None = None
+    collapse_id: str | None = None
+    thread_id: str | None = None
+    created: datetime | None = None
 
 
 @dataclass(frozen=True)
 class SendResult:
     """What a send did. ``attempted`` is false when the message never reached the provider (no
     connection could be had): that is not a try of the event, and says nothing of the provider's
-    health to its circuit breaker."""
+    health to its circuit breaker. ``extra`` may say ``retry_after`` (seconds, HTTP 429 / 503), and
+    for an address the provider says is dead (a push token unregistered) ``dead_address`` True with
+    its ``failure_reason`` (a feedback reason code) and ``source`` (the provider's kind): the
+    chunk's results then put the address in quarantine at once."""
 
     outcome: Outcome
     message_id: str | None = None

@@ -374,6 +374,11 @@ def _prepare(
         text=rendered.text,
         data=rendered.data,
         list_unsubscribe=template.list_unsubscribe,
+        badge=template.badge,
+        sound=template.sound,
+        collapse_id=template.collapse_id,
+        thread_id=template.thread_id,
+        created=event.created,
     )
 
 

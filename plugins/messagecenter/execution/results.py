@@ -2,7 +2,8 @@
 
 An event with a final result (Sent, Ignored, Failed, or out of tries) gets its final delivery log;
 the others are scheduled for a retry with backoff. The unique delivery log per event makes a
-redelivery write no second final log.
+redelivery write no second final log. An address the provider said is dead (a push token
+unregistered) is put in quarantine in the same transaction, so the next event to it is Ignored.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from messagecenter.core.settings import ProcessingSettings
+from messagecenter.core.settings import ProcessingSettings, get_settings
 from messagecenter.core.types import Queue, Status
 from messagecenter.db.queries import query
 from messagecenter.delivery.base import Outcome, SendResult
 from messagecenter.execution.claim import ClaimedEvent
 from messagecenter.execution.shards import Counts
+from messagecenter.feedback.quarantine import AddressStatus
+from messagecenter.feedback.types import FailureReason
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ def write_results(
         rows = [log_row(queue, r, status) for r, status in final if r.event.id not in logged]
         if rows:
             insert_logs(conn, rows)
+        quarantine_dead_addresses(conn, [r for r, status in final if status == Status.FAILED], now)
         if copy_status:
             conn.execute(query("copy_delivered_status", queue), {"ids": [r.event.id for r, _ in final]})
     if retry_ids:
@@ -93,6 +97,38 @@ def write_results(
         counts.failed += status == Status.FAILED
     counts.retried = len(retry_ids)
     return counts
+
+
+def quarantine_dead_addresses(conn: psycopg.Connection[Any], failed: list[Result], at: datetime) -> int:
+    """Quarantine at once, in one statement, the addresses whose provider said they are dead
+    (``dead_address`` in the send's extra: FCM UNREGISTERED, APNs 410); how many there were."""
+    dead: dict[tuple[int, str], Result] = {}  # one row per address: a statement changes a row once
+    for r in failed:
+        if r.send is not None and r.send.extra.get("dead_address") and r.address:
+            dead.setdefault((r.event.channel, r.address), r)
+    if not dead:
+        return 0
+    rules = get_settings().feedback
+    conn.execute(
+        query("record_address_feedback"),
+        {
+            "channel": [channel for channel, _ in dead],
+            "address": [address for _, address in dead],
+            "status": [int(AddressStatus.QUARANTINE)] * len(dead),
+            "failure_reason": [
+                int(r.send.extra.get("failure_reason", FailureReason.USER_UNKNOWN))
+                for r in dead.values()
+                if r.send
+            ],
+            "reason": [f"refused at send: {(r.error or '')[:200]}" for r in dead.values()],
+            "at": [at] * len(dead),
+            "source": [str(r.send.extra.get("source") or "send") for r in dead.values() if r.send],
+            "max_errors": rules.max_errors,
+            "significant_seconds": rules.significant_error.total_seconds(),
+        },
+    )
+    log.info("%s push token(s) or address(es) dead at send: in quarantine", len(dead))
+    return len(dead)
 
 
 # Columns of a delivery log, in the order of the statement copy_delivery_logs.

@@ -18,9 +18,12 @@ import yaml
 from messagecenter.core.errors import TemplateError
 from messagecenter.core.types import Channel
 from messagecenter.templates.sandbox import make_environment, syntax_problem
-from messagecenter.templates.spec import CHANNEL_FIELDS, TEXT_FIELDS, TemplateSpec
+from messagecenter.templates.spec import CHANNEL_FIELDS, PUSH_OPTIONS, TEXT_FIELDS, TemplateSpec
 
-_ITEM_KEYS = ("event_type", "channel", "subject", "html", "text", "data", "list_unsubscribe")
+_ITEM_KEYS = ("event_type", "channel", "subject", "html", "text", "data", "list_unsubscribe", *PUSH_OPTIONS)
+# Push options' bounds: APNs refuses a collapse id over 64 bytes; a badge is a small count.
+_MAX_BADGE = 1_000_000
+_MAX_OPTION_BYTES = {"sound": 256, "collapse_id": 64, "thread_id": 256}
 _EVENT_TYPE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # the rule of intake.decode.EventType
 _CHECK_ENVS = {False: make_environment(autoescape=False), True: make_environment(autoescape=True)}
 _CHANNELS = {channel.label: channel for channel in Channel}
@@ -111,7 +114,8 @@ def _parse_item(index: int, item: Any) -> TemplateSpec:
     if not isinstance(list_unsubscribe, bool):
         raise TemplateError(f"{where}.list_unsubscribe: must be true or false, got {list_unsubscribe!r}")
     flags = {"list_unsubscribe": list_unsubscribe or None}
-    present = {k for k, v in {**texts, "data": data, **flags}.items() if v is not None}
+    options = _push_options(where, item)
+    present = {k for k, v in {**texts, "data": data, **flags, **options}.items() if v is not None}
     misplaced = sorted(present - set(CHANNEL_FIELDS[channel]))
     if misplaced:
         raise TemplateError(
@@ -143,7 +147,32 @@ def _parse_item(index: int, item: Any) -> TemplateSpec:
         text=texts["text"],
         data=data,
         list_unsubscribe=list_unsubscribe,
+        badge=options["badge"],
+        sound=options["sound"],
+        collapse_id=options["collapse_id"],
+        thread_id=options["thread_id"],
     )
+
+
+def _push_options(where: str, item: dict[str, Any]) -> dict[str, Any]:
+    """The push display options, checked: a badge count, and one-line strings of bounded size
+    (sent as they are: they are not templates)."""
+    badge = item.get("badge")
+    if badge is not None and (isinstance(badge, bool) or not isinstance(badge, int)):
+        raise TemplateError(f"{where}.badge: must be a whole number, got {badge!r}")
+    if badge is not None and not 0 <= badge <= _MAX_BADGE:
+        raise TemplateError(f"{where}.badge: must be between 0 and {_MAX_BADGE}, got {badge}")
+    options: dict[str, Any] = {"badge": badge}
+    for key, most in _MAX_OPTION_BYTES.items():
+        value = item.get(key)
+        if value is not None:
+            if not isinstance(value, str):
+                raise TemplateError(f"{where}.{key}: must be a string, got {type(value).__name__}")
+            value = value.strip()
+            if not value or len(value.encode()) > most or any(ord(c) < 32 or ord(c) == 127 for c in value):
+                raise TemplateError(f"{where}.{key}: must be one line of 1 to {most} bytes, got {value!r}")
+        options[key] = value
+    return options
 
 
 def _check_data(where: str, value: Any) -> None:

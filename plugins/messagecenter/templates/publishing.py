@@ -129,6 +129,10 @@ def _insert(
             "data": None if spec.data is None else Jsonb(spec.data),
             "content_hash": digest,
             "list_unsubscribe": spec.list_unsubscribe,
+            "badge": spec.badge,
+            "sound": spec.sound,
+            "collapse_id": spec.collapse_id,
+            "thread_id": spec.thread_id,
         },
     )
 

@@ -14,13 +14,16 @@ from typing import Any
 from messagecenter.core.types import Channel
 
 TEXT_FIELDS = ("subject", "html", "text")
+# Push display options, sent as they are (not templates): a badge count, a sound, a collapse id (a
+# newer message replaces an older one not yet shown), an iOS thread id (notifications grouped).
+PUSH_OPTIONS = ("badge", "sound", "collapse_id", "thread_id")
 # What each channel uses; anything else is refused, so a field that would be silently ignored
 # (an SMS subject, an e-mail data object) is caught when the file is loaded.
 CHANNEL_FIELDS: dict[Channel, tuple[str, ...]] = {
     Channel.EMAIL: ("subject", "html", "text", "list_unsubscribe"),
     Channel.SMS: ("text",),
-    Channel.IOS: ("subject", "text", "data"),
-    Channel.ANDROID: ("subject", "text", "data"),
+    Channel.IOS: ("subject", "text", "data", "badge", "sound", "collapse_id", "thread_id"),
+    Channel.ANDROID: ("subject", "text", "data", "badge", "sound", "collapse_id"),  # no threads
 }
 
 
@@ -39,6 +42,10 @@ class TemplateSpec:
     :param text: e-mail text part, SMS text or push body.
     :param data: push data; string values (at any depth) are templates.
     :param list_unsubscribe: e-mail: carry RFC 8058 one-click unsubscribe headers.
+    :param badge: push: the app icon's badge count (iOS badge, Android notification count).
+    :param sound: push: the sound played (a file of the app, or ``default``).
+    :param collapse_id: push: a newer message with the same id replaces an older one not yet shown.
+    :param thread_id: iOS push: notifications with the same thread id are grouped.
     :param template_id: publish under this id (control instance); ``None`` lets
         :func:`publish_templates` pick the id and the next version.
     :param version: the version to publish, given together with ``template_id``.
@@ -53,6 +60,10 @@ class TemplateSpec:
     template_id: int | None = None
     version: int | None = None
     list_unsubscribe: bool = False
+    badge: int | None = None
+    sound: str | None = None
+    collapse_id: str | None = None
+    thread_id: str | None = None
 
     def __post_init__(self) -> None:
         if (self.template_id is None) != (self.version is None):
@@ -71,6 +82,9 @@ class TemplateSpec:
         }
         if self.list_unsubscribe:  # only when set: the hashes of earlier templates stay as they were
             content["list_unsubscribe"] = True
+        for name in PUSH_OPTIONS:  # the same
+            if (value := getattr(self, name)) is not None:
+                content[name] = value
         return hashlib.sha256(_canonical_json(content).encode()).hexdigest()
 
 
@@ -100,6 +114,10 @@ class PublishedTemplate:
     data: dict[str, Any] | None = field(default=None, hash=False)
     content_hash: str | None = None
     list_unsubscribe: bool = False
+    badge: int | None = None
+    sound: str | None = None
+    collapse_id: str | None = None
+    thread_id: str | None = None
 
     def spec(self) -> TemplateSpec:
         """Its content, to publish under the same id and version elsewhere (control -> execution)."""
@@ -113,4 +131,8 @@ class PublishedTemplate:
             template_id=self.template_id,
             version=self.version,
             list_unsubscribe=self.list_unsubscribe,
+            badge=self.badge,
+            sound=self.sound,
+            collapse_id=self.collapse_id,
+            thread_id=self.thread_id,
         )

@@ -20,15 +20,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 
 from messagecenter.airflow.transports import http_api_from_airflow, http_transport, transport_for
-from messagecenter.core.settings import FeedbackSettings, get_settings
+from messagecenter.api import create_app
+from messagecenter.core.settings import FeedbackSettings, Settings, get_settings
 from messagecenter.core.types import Status
 from messagecenter.delivery import HttpTransport, Outcome, OutgoingMessage
 from messagecenter.delivery.sms_rest import GSM_7, SmsAccount, TwilioApi, VonageApi
-from messagecenter.feedback import rules
-from messagecenter.feedback.apply import Feedback, apply_feedback
-from messagecenter.feedback.webhooks import FeedbackEvent, ProviderSecret, WebhookRequest, twilio, vonage
+from messagecenter.feedback.webhooks import ProviderSecret, WebhookRequest, twilio, vonage
 from tests.sinks import Reply
 from tests.support.sms_rest import (
     ACCOUNT_SID,
@@ -493,8 +493,24 @@ def test_pipeline_one_bad_number_fails_alone_and_a_429_waits(
     assert callbacks == {f"{PUBLIC_URL}/api/v1/feedback/twilio?mc_event_id={i}" for i in ids}
 
 
-def test_pipeline_then_twilios_callback_fails_the_sent_event(
-    conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, public_url: str
+SIGNATURE_SECRET = "vonage-signature-secret"
+
+
+def feedback_api(db_dsn: str, monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    """The API with its feedback webhooks, their ``mc_feedback_<provider>`` connections holding the
+    secrets the providers sign with, behind ``MC_PUBLIC_URL``."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MC_FEEDBACK_TWILIO", json.dumps({"conn_type": "generic", "password": AUTH_TOKEN})
+    )
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MC_FEEDBACK_VONAGE", json.dumps({"conn_type": "generic", "password": SIGNATURE_SECRET})
+    )
+    settings = Settings(api_tokens=("t",), instance_id=1, feedback=FeedbackSettings(public_url=PUBLIC_URL))
+    return TestClient(create_app(settings, dsn=db_dsn))
+
+
+def test_pipeline_then_twilios_callback_through_the_api_fails_the_sent_event(
+    conn: psycopg.Connection, db_dsn: str, monkeypatch: pytest.MonkeyPatch, public_url: str
 ) -> None:
     with running(FakeTwilio(LATENCY)) as server:
         monkeypatch.setenv("AIRFLOW_CONN_MC_SMS", server.connection())
@@ -505,38 +521,63 @@ def test_pipeline_then_twilios_callback_fails_the_sent_event(
     sid = request.answer["sid"]
     assert logs(conn)[event_id] == (SENT, None, sid)
 
-    # Twilio's callback for that message, verified and parsed as the webhook does, then applied.
+    # What Twilio posts to the StatusCallback URL of that message, signed with the auth token; the
+    # API sees it without MC_PUBLIC_URL's path prefix (a proxy strips it).
     callback = request.form["StatusCallback"]
     params = [("MessageSid", sid), ("MessageStatus", "undelivered"), ("ErrorCode", "30005")]
-    signature = twilio.compute_signature(AUTH_TOKEN, callback, params)
-    webhook = WebhookRequest(
-        "POST",
-        callback,
-        {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature},
-        urlencode(params).encode(),
-    )
-    twilio.verify(webhook, ProviderSecret(password=AUTH_TOKEN))
-    [event] = twilio.parse(webhook)
-    counts = apply_feedback(
-        conn, [feedback_of(event)], qualify=rules.qualifier(conn), rules=FeedbackSettings()
-    )
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": twilio.compute_signature(AUTH_TOKEN, callback, params),
+    }
+    path = callback.removeprefix(PUBLIC_URL)
+    with feedback_api(db_dsn, monkeypatch) as api:
+        answer = api.post(path, content=urlencode(params), headers=headers)
+        forged = api.post(
+            path.replace(str(event_id), str(event_id + 1)), content=urlencode(params), headers=headers
+        )
 
-    assert counts.applied == 1
-    assert counts.unmatched == 0
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["applied"], answer.json()["failed"], answer.json()["unmatched"]) == (1, 1, 0)
+    assert forged.status_code == 401  # the event id is signed with the URL
     assert logs(conn)[event_id][0] == FAILED  # Sent -> Failed
-
-
-def feedback_of(event: FeedbackEvent) -> Feedback:
-    """A webhook's event as every feedback source hands it over (what the feedback route does)."""
-    return Feedback(
-        source=event.provider,
-        kind=event.kind.value,
-        event_id=event.event_id,
-        message_id=event.provider_message_id,
-        text=event.text,
-        severity=event.severity.value if event.severity else None,
-        event_key=event.provider_event_id,
+    run_batch(conn, SETTINGS)  # updateEventsStatus copies it onto the event
+    assert conn.execute("SELECT status FROM mc.batch_event WHERE id = %s", (event_id,)).fetchone() == (
+        FAILED,
     )
+
+
+def test_pipeline_then_vonages_receipt_through_the_api_finds_the_event_by_client_ref(
+    conn: psycopg.Connection, db_dsn: str, monkeypatch: pytest.MonkeyPatch, public_url: str
+) -> None:
+    with running(FakeVonage(LATENCY)) as server:
+        monkeypatch.setenv("AIRFLOW_CONN_MC_SMS", server.connection())
+        publish(conn)
+        (event_id,) = push(conn, "batch", otp("+447700900001", 1))
+        run_batch(conn, SETTINGS)
+    [request] = server.requests
+    assert request.form["callback"] == f"{PUBLIC_URL}/api/v1/feedback/vonage"
+
+    # The receipt of a part whose message-id is not the one kept: the client-ref still finds the event.
+    receipt = {
+        "msisdn": request.form["to"],
+        "to": request.form["from"],
+        "network-code": "23410",
+        "messageId": "0B00000099999999",
+        "price": "0.03330000",
+        "status": "failed",
+        "scts": "2001011400",
+        "err-code": "3",
+        "client-ref": request.form["client-ref"],
+        "message-timestamp": "2020-01-01 14:00:00",
+        "timestamp": str(int(time.time())),
+    }
+    receipt["sig"] = vonage.compute_signature(SIGNATURE_SECRET, receipt)
+    with feedback_api(db_dsn, monkeypatch) as api:
+        answer = api.post("/api/v1/feedback/vonage", json=receipt)
+
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["applied"], answer.json()["unmatched"]) == (1, 0)
+    assert logs(conn)[event_id][0] == FAILED
 
 
 def test_pipeline_through_vonage(

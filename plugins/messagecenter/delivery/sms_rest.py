@@ -1,6 +1,6 @@
 """SMS over Twilio's and Vonage's REST APIs: each provider's request and answer, on :class:`HttpTransport`.
 
-:class:`TwilioApi` and :class:`VonageApi` are :class:`~messagecenter.delivery.http.HttpApi` s: the
+:class:`TwilioApi` and :class:`VonageApi` implement :class:`~messagecenter.delivery.http.HttpApi`: the
 transport keeps the pooled client, the deadline, the network errors and ``Retry-After``; these only
 say what one message's form is and what the provider's answer means. Both are built from an
 :class:`SmsAccount` (``messagecenter.airflow.transports`` reads it from the ``mc_sms`` connection
@@ -43,7 +43,7 @@ FORM = "application/x-www-form-urlencoded"
 FEEDBACK_ROUTE = "/api/v1/feedback/"  # + provider: the verified webhook of each provider
 TWILIO_BASE_URL = "https://api.twilio.com"
 VONAGE_BASE_URL = "https://rest.nexmo.com"
-VONAGE_MAX_CALLBACK_CHARS = 100  # longer callback URLs are refused (status 23) by Vonage
+VONAGE_MAX_CALLBACK_CHARS = 100  # Vonage's SDK caps it there; too long is status 23 (invalid callback)
 
 # GSM 03.38 default alphabet (escape excluded) and its extension table: a text made of these goes
 # out as 7-bit "text"; any other character needs Vonage's "unicode" type (UCS-2).

@@ -29,6 +29,7 @@ BENCHMARKS = (
     "archive_memory",
     "delivery_batch_vs_raw",
     "delivery_realtime_vs_raw",
+    "delivery_twilio_vs_raw",
     "delivery_max_rate",
     "delivery_api_latency",
     "feedback_bounce_mailbox",

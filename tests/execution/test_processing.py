@@ -11,29 +11,15 @@ import psycopg
 
 from messagecenter import execution
 from messagecenter.airflow.transports import transport_for
-from messagecenter.core.settings import ProcessingSettings
 from messagecenter.execution import results
 from messagecenter.intake import store
-from tests.support.builders import SETTINGS, TEMPLATES, publish, push
+from tests.support.builders import SETTINGS, TEMPLATES, publish, push, run_batch
 
 ORDER = {
     "type": "ORDER_CONFIRMATION",
     "email": "ann@example.com",
     "ctx": {"orderId": "A-1", "firstName": "Ann"},
 }
-
-
-def run_batch(conn: psycopg.Connection, settings: ProcessingSettings = SETTINGS) -> execution.Counts:
-    """What batchEventsProcessing then updateEventsStatus do, in process."""
-    counts = execution.Counts()
-    shards = execution.split_queue(conn, "batch", settings)
-    for shard in shards:
-        counts.claimed += shard.count if shard.batch_id is not None else 0
-        counts.add(execution.link_templates(conn, shard))
-    for shard in shards:
-        counts.add(execution.deliver_shard(conn, shard, settings, transport_for=transport_for))
-    counts.add(execution.update_events_status(conn))
-    return counts
 
 
 def statuses(conn: psycopg.Connection, queue: str = "batch") -> dict[int, int]:

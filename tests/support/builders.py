@@ -20,6 +20,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from messagecenter import execution
+from messagecenter.airflow.transports import transport_for
 from messagecenter.control.archiving import archive_interval
 from messagecenter.core.settings import FeedbackSettings, ProcessingSettings
 from messagecenter.core.types import Channel
@@ -217,3 +219,16 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
         for line in lines
         if line and not line.startswith("#")
     ]
+
+
+def run_batch(conn: psycopg.Connection, settings: ProcessingSettings = SETTINGS) -> execution.Counts:
+    """What batchEventsProcessing then updateEventsStatus do, in process."""
+    counts = execution.Counts()
+    shards = execution.split_queue(conn, "batch", settings)
+    for shard in shards:
+        counts.claimed += shard.count if shard.batch_id is not None else 0
+        counts.add(execution.link_templates(conn, shard))
+    for shard in shards:
+        counts.add(execution.deliver_shard(conn, shard, settings, transport_for=transport_for))
+    counts.add(execution.update_events_status(conn))
+    return counts

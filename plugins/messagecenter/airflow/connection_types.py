@@ -126,6 +126,24 @@ SMTP_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 HTTP_FIELDS: dict[str, dict[str, Any]] = {
+    "provider": _field(
+        "Provider",
+        "string",
+        "twilio or vonage: that provider's REST API (login/password: Account SID and auth token, "
+        "or API key and secret); empty: the generic JSON API.",
+        enum=["twilio", "vonage"],
+    ),
+    "from": _field("Sender (Twilio, Vonage)", "string", "A number (E.164) or an alphanumeric sender id."),
+    "messaging_service_sid": _field(
+        "Messaging Service SID (Twilio)",
+        "string",
+        "Sends through this service, instead of or with the sender.",
+    ),
+    "base_url": _field(
+        "Base URL (Twilio, Vonage)",
+        "string",
+        "Default: the provider's (https://api.twilio.com, https://rest.nexmo.com).",
+    ),
     "endpoint": _field("Endpoint path", "string", "Appended to the base URL (default /)."),
     "token": _field(
         "Bearer token",
@@ -268,10 +286,10 @@ class HttpProviderHook:
         self.http_conn_id = http_conn_id
 
     def get_conn(self) -> Any:
-        """The provider's :class:`~messagecenter.delivery.HttpEndpoint` (URL, headers, auth)."""
-        from messagecenter.airflow.transports import endpoint_from_airflow
+        """The provider's :class:`~messagecenter.delivery.http.HttpApi` (URL, headers, auth)."""
+        from messagecenter.airflow.transports import http_api_from_airflow
 
-        return endpoint_from_airflow(self.http_conn_id)
+        return http_api_from_airflow(self.http_conn_id)
 
     def test_connection(self) -> tuple[bool, str]:
         """The "Test" button: the settings are valid (nothing is sent: a provider would deliver it)."""

@@ -199,7 +199,7 @@ def feedback_setup_findings(settings: Settings) -> list[Finding]:
 
 def delivery_findings() -> list[Finding]:
     """mc_smtp answers EHLO; mc_sms and mc_push accept a TCP connection (network probes)."""
-    from messagecenter.airflow.transports import endpoint_from_airflow
+    from messagecenter.airflow.transports import http_api_from_airflow
 
     findings = []
     try:
@@ -212,7 +212,7 @@ def delivery_findings() -> list[Finding]:
         findings.append(doctor.check_delivery(SMTP_CONN_ID, "email", problem, f"{host}:{port}"))
     for conn_id, channel in ((SMS_CONN_ID, "sms"), (PUSH_CONN_ID, "push")):
         try:
-            url = endpoint_from_airflow(conn_id).url
+            url = http_api_from_airflow(conn_id).url
         except ConfigError as exc:
             findings.append(doctor.check_delivery(conn_id, channel, str(exc)))
             continue

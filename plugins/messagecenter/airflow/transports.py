@@ -1,6 +1,8 @@
 """Transports built from Airflow connections: ``mc_smtp`` (type smtp), ``mc_sms`` and ``mc_push`` (http),
 ``mc_push_android`` (type fcm) and ``mc_push_ios`` (type apns).
 
+An ``http`` connection with extra ``provider`` ``twilio`` or ``vonage`` sends through that provider's
+REST API (:func:`sms_api_from_airflow`); without it, through the generic JSON provider.
 A connection is read when a delivery chunk opens its transport, never at import or DAG parse time.
 """
 
@@ -20,6 +22,8 @@ from messagecenter.delivery import HttpEndpoint, HttpTransport, SmtpClient, Smtp
 from messagecenter.delivery.apns import BASE_URLS, ApnsAccount, ApnsTransport
 from messagecenter.delivery.base import Transport
 from messagecenter.delivery.fcm import DEFAULT_BASE_URL, FcmAccount, FcmTransport
+from messagecenter.delivery.http import HttpApi
+from messagecenter.delivery.sms_rest import DEFAULT_BASE_URLS, SMS_APIS, SmsAccount
 
 log = logging.getLogger(__name__)
 
@@ -120,13 +124,86 @@ def http_transport(conn_id: str, *, timeout: float = 10.0) -> HttpTransport:
     """An :class:`HttpTransport` posting to the provider of Airflow connection ``conn_id`` (extras
     ``deadline``: most seconds for a whole request, answer included, default 30;
     ``max_connections``: a chunk's concurrency, default 32; ``max_rate``: messages per second across
-    all workers, default none)."""
+    all workers, default none; ``provider``: see :func:`http_api_from_airflow`)."""
     return HttpTransport(
-        lambda: endpoint_from_airflow(conn_id),
+        lambda: http_api_from_airflow(conn_id),
         name=conn_id,
         timeout=timeout,
         **_provider_limits(conn_id, deadline=30.0, max_connections=32),
     )
+
+
+def http_api_from_airflow(conn_id: str) -> HttpApi:
+    """The provider API of Airflow connection ``conn_id``: extra ``provider`` ``twilio`` or
+    ``vonage`` (:func:`sms_api_from_airflow`), else the generic JSON provider
+    (:func:`endpoint_from_airflow`)."""
+    from messagecenter.airflow.connection_types import plain_extra
+
+    conn = get_connection(conn_id)
+    provider = str(plain_extra(conn.extra_dejson or {}, conn.conn_type).get("provider") or "").strip().lower()
+    if not provider:
+        return endpoint_from_airflow(conn_id)
+    if provider not in SMS_APIS:
+        raise ConfigError(
+            f"connection {conn_id!r}: extra 'provider' must be one of {', '.join(SMS_APIS)}, not {provider!r}"
+        )
+    return sms_api_from_airflow(conn_id)
+
+
+def sms_api_from_airflow(conn_id: str) -> HttpApi:
+    """Twilio's or Vonage's REST API (extra ``provider``), as Airflow connection ``conn_id`` sets it.
+
+    Login and password: Twilio's Account SID and auth token, or Vonage's API key and secret. Extras:
+    ``from`` (the sender: a number or an alphanumeric id), ``messaging_service_sid`` (Twilio, instead
+    of or with ``from``), ``base_url`` (default the provider's; else ``host`` / ``schema`` / ``port``
+    as for the generic provider). Status callbacks go to ``MC_PUBLIC_URL``'s feedback webhook; without
+    it none is asked for.
+    """
+    from messagecenter.airflow.connection_types import plain_extra
+
+    conn = get_connection(conn_id)
+    extra = plain_extra(conn.extra_dejson or {}, conn.conn_type)
+    provider = str(extra.get("provider") or "").strip().lower()
+    if provider not in SMS_APIS:
+        raise ConfigError(f"connection {conn_id!r}: extra 'provider' must be one of {', '.join(SMS_APIS)}")
+    base_url = str(extra.get("base_url") or "").strip()
+    if base_url:
+        if not base_url.lower().startswith(("http://", "https://")):
+            raise ConfigError(f"connection {conn_id!r}: extra 'base_url' must start with http:// or https://")
+    elif (conn.host or "").strip():
+        base_url = _base_url(conn_id, conn)
+    else:
+        base_url = DEFAULT_BASE_URLS[provider]
+    account = SmsAccount(
+        base_url=base_url,
+        login=conn.login or "",
+        secret=conn.password or "",
+        sender=str(extra["from"]).strip() if extra.get("from") else None,
+        messaging_service_sid=str(extra.get("messaging_service_sid") or "").strip() or None,
+        public_url=settings.get_settings().feedback.public_url or None,
+    )
+    try:
+        return SMS_APIS[provider](account)
+    except ConfigError as exc:
+        raise ConfigError(f"connection {conn_id!r}: {exc}") from None
+
+
+def _base_url(conn_id: str, conn: Any) -> str:
+    """``schema`` (http or https, default http) + ``host`` + ``port``; a ``host`` that already holds a
+    scheme (``https://api.example.com``) is used as is, like ``HttpHook`` does."""
+    host = (conn.host or "").strip()
+    if not host:
+        raise ConfigError(f"connection {conn_id!r} has no host")
+    if "://" in host:
+        base = host.rstrip("/")
+    else:
+        scheme = (conn.schema or "http").strip().lower()
+        if scheme not in ("http", "https"):
+            raise ConfigError(f"connection {conn_id!r}: schema must be http or https, not {conn.schema!r}")
+        base = f"{scheme}://{host}"
+    if conn.port:
+        base += f":{conn.port}"
+    return base
 
 
 def endpoint_from_airflow(conn_id: str) -> HttpEndpoint:
@@ -140,18 +217,7 @@ def endpoint_from_airflow(conn_id: str) -> HttpEndpoint:
     from messagecenter.airflow.connection_types import plain_extra
 
     conn = get_connection(conn_id)
-    host = (conn.host or "").strip()
-    if not host:
-        raise ConfigError(f"connection {conn_id!r} has no host")
-    if "://" in host:
-        base = host.rstrip("/")
-    else:
-        scheme = (conn.schema or "http").strip().lower()
-        if scheme not in ("http", "https"):
-            raise ConfigError(f"connection {conn_id!r}: schema must be http or https, not {conn.schema!r}")
-        base = f"{scheme}://{host}"
-    if conn.port:
-        base += f":{conn.port}"
+    base = _base_url(conn_id, conn)
     extra = plain_extra(conn.extra_dejson or {}, conn.conn_type)
     endpoint = str(extra.get("endpoint") or "/")
     headers = extra.get("headers") or {}

@@ -385,7 +385,7 @@ class FeedbackSettings:
         "",
         env="MC_PUBLIC_URL",
         help="the intake API's public base URL (`https://host/messagecenter`), for one-click "
-        "unsubscribe links",
+        "unsubscribe links and the SMS providers' status callbacks (Twilio, Vonage)",
     )
     max_errors: int = setting(
         5,

@@ -1,9 +1,13 @@
-"""SMS and push over a provider's JSON HTTP API: one pooled client per chunk, every answer classified.
+"""SMS and push over a provider's HTTP API: one pooled client per chunk, every answer classified.
 
-The provider is an :class:`HttpEndpoint`, read when the chunk starts, never at import or DAG parse
-time (``messagecenter.airflow.transports`` reads it from the ``mc_sms`` / ``mc_push`` connection).
-Each message is one ``POST`` of a small JSON document; the event id travels along so a provider (or a
-gateway in front of it) can drop the duplicate that a retry after a timeout may produce.
+The provider is an :class:`HttpApi`, read when the chunk starts, never at import or DAG parse time
+(``messagecenter.airflow.transports`` reads it from the ``mc_sms`` / ``mc_push`` connection): it says
+how the client authenticates, what one message's request is and what an answer means, while
+:class:`HttpTransport` owns the pooled client, the deadline, the network errors and ``Retry-After``.
+:class:`HttpEndpoint` is the generic JSON provider: each message is one ``POST`` of a small JSON
+document; the event id travels along so a provider (or a gateway in front of it) can drop the
+duplicate that a retry after a timeout may produce. ``messagecenter.delivery.sms_rest`` maps
+Twilio's and Vonage's REST APIs the same way.
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ import functools
 import json
 import logging
 import ssl
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -29,6 +33,40 @@ from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, tr
 log = logging.getLogger(__name__)
 
 PUSH_PLATFORMS: dict[int, str] = {Channel.IOS: "ios", Channel.ANDROID: "android"}
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One message's request: the URL it is posted to, its body and the body's media type."""
+
+    url: str
+    content: bytes
+    content_type: str
+
+
+class HttpApi(Protocol):
+    """A provider's HTTP API, as :class:`HttpTransport` uses it.
+
+    ``headers`` and ``auth`` (basic credentials, or None) go on the chunk's pooled client.
+    ``request`` builds one message's request, raising ``ValueError`` or ``TypeError`` for a message
+    the provider cannot take (the event then fails alone); ``answer`` says what a complete answer
+    means, without raising. The transport adds ``http_status`` and ``retry_after`` to its extras
+    and the answer's text when the result has none.
+    """
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def auth(self) -> tuple[str, str] | None: ...
+
+    def request(self, message: OutgoingMessage) -> HttpRequest: ...
+
+    def answer(self, response: httpx.Response) -> SendResult: ...
 
 
 @dataclass(frozen=True)
@@ -46,6 +84,18 @@ class HttpEndpoint:
 
     def __repr__(self) -> str:  # never show credentials, even in a traceback
         return f"HttpEndpoint(url={self.url!r}, headers={sorted(self.headers)!r}, auth={bool(self.auth)})"
+
+    def request(self, message: OutgoingMessage) -> HttpRequest:
+        """The message's JSON document (:func:`request_body`), posted to :attr:`url`."""
+        body = json.dumps(request_body(message), ensure_ascii=False, allow_nan=False).encode()
+        return HttpRequest(self.url, body, JSON)
+
+    def answer(self, response: httpx.Response) -> SendResult:
+        """:func:`classify_status` decides; a 2xx answer's ``id`` or ``message_id`` is the message id."""
+        outcome = classify_status(response.status_code)
+        if outcome is Outcome.SENT:
+            return SendResult(outcome, message_id=_provider_message_id(response))
+        return SendResult(outcome, error=http_error(response))
 
 
 def request_body(message: OutgoingMessage) -> dict[str, Any]:
@@ -96,6 +146,11 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
     return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
+def http_error(response: httpx.Response) -> str:
+    """``HTTP 503 Service Unavailable``: the error of an answer that is not a success."""
+    return f"HTTP {response.status_code} {response.reason_phrase}".strip()
+
+
 def classify_status(status: int) -> Outcome:
     """2xx sent; 429, 408 and 5xx worth a retry; any other 4xx permanent.
 
@@ -110,15 +165,16 @@ def classify_status(status: int) -> Outcome:
 
 
 class HttpTransport:
-    """POST SMS and push messages to a provider's JSON API.
+    """POST SMS and push messages to a provider's HTTP API.
 
-    ``with transport:`` reads the endpoint and opens one pooled ``httpx.AsyncClient`` (kept-alive
-    connections) on a private event loop for the chunk: asyncio gives each request an overall
-    deadline, which a provider trickling its answer cannot stretch. If the endpoint cannot be read
-    (:class:`ConfigError`), nothing is raised: every ``send`` answers ``TRANSIENT`` with the
-    reason, so the events are retried later.
+    ``with transport:`` reads the provider's :class:`HttpApi` and opens one pooled
+    ``httpx.AsyncClient`` (kept-alive connections) on a private event loop for the chunk: asyncio
+    gives each request an overall deadline, which a provider trickling its answer cannot stretch. If
+    the API cannot be read (:class:`ConfigError`), nothing is raised: every ``send`` answers
+    ``TRANSIENT`` with the reason, so the events are retried later.
 
-    :param read_endpoint: returns the provider's endpoint; called once per chunk.
+    :param read_endpoint: returns the provider's API (an :class:`HttpEndpoint` for the generic JSON
+        one); called once per chunk.
     :param name: the provider's name in logs and errors (its connection id).
     :param timeout: seconds allowed for each of connect, write, read.
     :param deadline: seconds allowed for a whole request, answer included.
@@ -128,7 +184,7 @@ class HttpTransport:
 
     def __init__(
         self,
-        read_endpoint: Callable[[], HttpEndpoint],
+        read_endpoint: Callable[[], HttpApi],
         *,
         name: str,
         timeout: float = 10.0,
@@ -142,7 +198,7 @@ class HttpTransport:
         self.deadline = deadline
         self.max_connections = max_connections
         self.max_rate = max_rate
-        self._endpoint: HttpEndpoint | None = None
+        self._endpoint: HttpApi | None = None
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._error: str | None = None
@@ -159,7 +215,7 @@ class HttpTransport:
         self._client = httpx.AsyncClient(
             timeout=self.timeout,
             verify=_ssl_context(),  # built once per process: loading the CA bundle takes ~20 ms
-            headers={**self._endpoint.headers, "Accept": "application/json"},
+            headers={**self._endpoint.headers, "Accept": JSON},
             auth=self._endpoint.auth,
         )
         return self
@@ -180,32 +236,37 @@ class HttpTransport:
             error = self._error or "HttpTransport used outside `with transport:`"
             return SendResult(Outcome.TRANSIENT, error=truncate(error))
         try:
-            body = json.dumps(request_body(message), ensure_ascii=False, allow_nan=False).encode()
+            request = self._endpoint.request(message)
         except (TypeError, ValueError) as exc:  # unknown channel, data that is not JSON
             return SendResult(Outcome.PERMANENT, error=truncate(f"cannot build the request: {exc}"))
-        post = self._client.post(
-            self._endpoint.url, content=body, headers={"Content-Type": "application/json"}
-        )
         try:
-            response = self._loop.run_until_complete(asyncio.wait_for(post, self.deadline))
+            response = self._loop.run_until_complete(self._post(self._client, request))
         except TimeoutError:
             return self._transient(message, f"no complete answer within the deadline of {self.deadline:g} s")
         except httpx.TimeoutException as exc:
             return self._transient(message, f"timeout after {self.timeout:g}s: {type(exc).__name__} {exc}")
         except httpx.HTTPError as exc:  # ConnectError and the other TransportErrors, decoding errors
             return self._transient(message, f"{type(exc).__name__}: {exc}")
-        outcome = classify_status(response.status_code)
-        answer = truncate(response.text) or None
+        result = self._endpoint.answer(response)
         extra: dict[str, Any] = {"http_status": response.status_code}
         if (retry_after := retry_after_seconds(response.headers.get("Retry-After"))) is not None:
             extra["retry_after"] = retry_after
-        if outcome is Outcome.SENT:
-            return SendResult(
-                outcome, message_id=_provider_message_id(response), provider_answer=answer, extra=extra
+        result = replace(
+            result,
+            provider_answer=truncate(result.provider_answer or response.text) or None,
+            error=truncate(result.error),
+            extra={**extra, **result.extra},
+        )
+        if result.outcome is not Outcome.SENT:
+            log.debug("event %s: HTTP %s -> %s", message.event_id, response.status_code, result.outcome.value)
+        return result
+
+    async def _post(self, client: httpx.AsyncClient, request: HttpRequest) -> httpx.Response:
+        """POST ``request``, answer included, within the deadline (one task, where ``wait_for`` makes two)."""
+        async with asyncio.timeout(self.deadline):
+            return await client.post(
+                request.url, content=request.content, headers={"Content-Type": request.content_type}
             )
-        log.debug("event %s: HTTP %s -> %s", message.event_id, response.status_code, outcome.value)
-        error = f"HTTP {response.status_code} {response.reason_phrase}".strip()
-        return SendResult(outcome, provider_answer=answer, error=error, extra=extra)
 
     def _transient(self, message: OutgoingMessage, error: str) -> SendResult:
         log.debug("event %s: %s", message.event_id, error)

@@ -1,4 +1,5 @@
-"""Transports built from Airflow connections: ``mc_smtp`` (type smtp), ``mc_sms`` and ``mc_push`` (http).
+"""Transports built from Airflow connections: ``mc_smtp`` (type smtp), ``mc_sms`` (smpp or http) and
+``mc_push`` (http).
 
 A connection is read when a delivery chunk opens its transport, never at import or DAG parse time.
 """
@@ -16,6 +17,7 @@ from messagecenter.core.errors import ConfigError
 from messagecenter.core.types import Channel
 from messagecenter.delivery import HttpEndpoint, HttpTransport, SmtpClient, SmtpOpenError, SmtpTransport
 from messagecenter.delivery.base import Transport
+from messagecenter.delivery.smpp import DEFAULT_PORT, SmppConfig, SmppReceiver, SmppTransport
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,8 @@ def transport_for(channel: int) -> Transport:
     if channel == Channel.EMAIL:
         return smtp_transport(settings.SMTP_CONN_ID)
     if channel == Channel.SMS:
+        if _conn_type(settings.SMS_CONN_ID) == "smpp":
+            return smpp_transport(settings.SMS_CONN_ID)
         return http_transport(settings.SMS_CONN_ID)
     if channel in (Channel.IOS, Channel.ANDROID):
         return http_transport(settings.PUSH_CONN_ID)
@@ -87,6 +91,65 @@ def _number(conn_id: str, extra: dict[str, Any], name: str, default: Any, low: f
             f"connection {conn_id!r}: extra {name!r} must be in ({low:g}, {high:g}], got {value:g}"
         )
     return value
+
+
+def _conn_type(conn_id: str) -> str | None:
+    try:
+        return (get_connection(conn_id).conn_type or "").lower() or None
+    except ConfigError:  # not defined: the transport chosen says so when it opens
+        return None
+
+
+def smpp_transport(conn_id: str = settings.SMS_CONN_ID) -> SmppTransport:
+    """An :class:`SmppTransport` to the SMSC of Airflow connection ``conn_id`` (conn type ``smpp``;
+    extras ``window``: submits unanswered per bind, default 10; ``max_connections``: binds per
+    chunk, default 1; ``bind_mode``: ``transmitter`` (default) or ``transceiver``; ``deadline``,
+    default 30; ``max_rate``; and the account's, see :func:`smpp_config_from_airflow`)."""
+    extra = _extra(conn_id)
+    limits = _provider_limits(conn_id, deadline=30.0, max_connections=1)
+    return SmppTransport(
+        lambda: smpp_config_from_airflow(conn_id),
+        name=conn_id,
+        binds=limits["max_connections"],
+        window=int(_number(conn_id, extra, "window", 10, 0, 1000)),
+        deadline=limits["deadline"],
+        max_rate=limits["max_rate"],
+        bind_mode=str(extra.get("bind_mode") or "transmitter"),
+    )
+
+
+def smpp_receiver(conn_id: str = settings.SMS_CONN_ID) -> SmppReceiver:
+    """The receipts' bind on the SMSC of ``conn_id`` (extra ``receipt_bind_mode``: ``receiver``,
+    the default, or ``transceiver``)."""
+    mode = str(_extra(conn_id).get("receipt_bind_mode") or "receiver")
+    return SmppReceiver(lambda: smpp_config_from_airflow(conn_id), name=conn_id, mode=mode)
+
+
+def smpp_config_from_airflow(conn_id: str) -> SmppConfig:
+    """The SMSC account of Airflow connection ``conn_id``: host, port (default 2775), login (the
+    ``system_id``), password; extras ``system_type``, ``source_addr``, ``source_addr_ton``,
+    ``source_addr_npi``."""
+    conn = get_connection(conn_id)
+    if (conn.conn_type or "").lower() != "smpp":
+        raise ConfigError(f"connection {conn_id!r} is of type {conn.conn_type!r}, not smpp")
+    if not (conn.host or "").strip():
+        raise ConfigError(f"connection {conn_id!r} has no host")
+    extra = _extra(conn_id)
+
+    def ton_npi(name: str) -> int | None:
+        value = extra.get(name)
+        return None if value is None else int(_number(conn_id, extra, name, None, -1, 255))
+
+    return SmppConfig(
+        host=(conn.host or "").strip(),
+        port=int(conn.port or DEFAULT_PORT),
+        system_id=conn.login or "",
+        password=conn.password or "",
+        system_type=str(extra.get("system_type") or ""),
+        source_addr=str(extra.get("source_addr") or ""),
+        source_addr_ton=ton_npi("source_addr_ton"),
+        source_addr_npi=ton_npi("source_addr_npi"),
+    )
 
 
 def open_smtp_client(conn_id: str) -> SmtpClient:

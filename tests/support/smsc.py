@@ -75,6 +75,7 @@ class Smsc:
     link_submits: int = 0
     dropped: threading.Event = field(default_factory=threading.Event)
     receipts_refused: list[str] = field(default_factory=list)
+    forwarded: list[str] = field(default_factory=list)  # destination of each submit_sm that reached it
     submits: list[Submit] = field(default_factory=list)
     receipts_acked: list[str] = field(default_factory=list)
     sessions: dict[str, Any] = field(default_factory=dict)
@@ -88,9 +89,10 @@ class Smsc:
         return str(self._next_id)
 
     def by_destination(self) -> dict[str, int]:
+        """How many ``submit_sm`` reached the server per destination (answered or not)."""
         counts: dict[str, int] = {}
-        for s in self.submits:
-            counts[s.destination_addr] = counts.get(s.destination_addr, 0) + 1
+        for destination in self.forwarded:
+            counts[destination] = counts.get(destination, 0) + 1
         return counts
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -354,6 +356,8 @@ class _Link:
                     with self._lock:
                         smsc.link_submits += 1
                         cut = smsc.link_submits == smsc.drop_at and not smsc.dropped.is_set()
+                    if not cut or smsc.forward_dropped:
+                        smsc.forwarded.append(smpp34.decode(frame).destination_addr)
                     if cut:
                         if smsc.forward_dropped:
                             server.sendall(frame)

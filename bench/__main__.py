@@ -31,6 +31,7 @@ BENCHMARKS = (
     "delivery_realtime_vs_raw",
     "delivery_max_rate",
     "delivery_api_latency",
+    "delivery_smpp_vs_raw",
 )
 
 

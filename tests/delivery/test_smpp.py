@@ -55,7 +55,10 @@ def smsc_connection(
 def send(conn: psycopg.Connection[Any], texts: dict[str, str]) -> dict[str, int]:
     """Push one SMS event per phone number and run the batch workflow once; phone -> event id."""
     publish_templates(conn, parse_templates(TEMPLATES))
-    events = [event_from_dict({"type": "OTP", "channel": "sms", "mobile_phone": p, "ctx": {"text": t}}) for p, t in texts.items()]
+    events = [
+        event_from_dict({"type": "OTP", "channel": "sms", "mobile_phone": p, "ctx": {"text": t}})
+        for p, t in texts.items()
+    ]
     ids = store.insert_events(conn, "batch", events, instance_id=1).ids
     deliver(conn)
     return dict(zip(texts, ids, strict=True))
@@ -147,7 +150,9 @@ def test_status_table() -> None:
 def test_gsm_ucs2_and_long_texts_as_the_smsc_receives_them(conn, monkeypatch) -> None:
     long = "Votre code: " + "x" * 300
     with smsc_connection(monkeypatch) as smsc:
-        ids = send(conn, {"+33600000001": "Hello {world} €5", "+33600000002": "Привет, мир", "+33600000003": long})
+        ids = send(
+            conn, {"+33600000001": "Hello {world} €5", "+33600000002": "Привет, мир", "+33600000003": long}
+        )
     by_dest: dict[str, list[Submit]] = {}
     for s in smsc.submits:
         by_dest.setdefault(s.destination_addr, []).append(s)
@@ -233,7 +238,9 @@ def test_throttled_is_retried_later_not_failed(conn, monkeypatch) -> None:
         ids = send(conn, {"+33600000001": "a", "+33600000002": "b"})
         for event_id in ids.values():
             assert log_of(conn, event_id)["status"] is None  # no final log: a retry is due
-        due = conn.execute("SELECT next_try > now() FROM mc.batch_event WHERE id = %s", (ids["+33600000001"],))
+        due = conn.execute(
+            "SELECT next_try > now() FROM mc.batch_event WHERE id = %s", (ids["+33600000001"],)
+        )
         assert due.fetchone() == (True,)  # not before retry_after (1 s)
         time.sleep(1.1)
         deliver(conn)

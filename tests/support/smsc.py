@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import socket
 import struct
 import threading
@@ -145,7 +146,8 @@ async def _serve(smsc: Smsc, ready: threading.Event, stop: asyncio.Event) -> Non
     server = smpp34.Server(host="127.0.0.1", port=smsc.server_port, system_id="SIMSC")
     await server.start()
     smsc._loop = asyncio.get_running_loop()
-    smsc._queue = queue = asyncio.Queue()
+    queue: asyncio.Queue[tuple[str, bytes, list[Any], str, str]] = asyncio.Queue()
+    smsc._queue = queue
     tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(coro: Any) -> None:
@@ -192,7 +194,7 @@ async def _serve(smsc: Smsc, ready: threading.Event, stop: asyncio.Event) -> Non
         )
         decision = smsc.decide(submit)
         message_id = smsc.new_id() if decision.status == 0 else None
-        submit = Submit(*[*vars(submit).values()][:-2], message_id, decision.status)
+        submit = dataclasses.replace(submit, message_id=message_id, status=decision.status)
         smsc.submits.append(submit)
         receipt = None
         if message_id and decision.receipt and ev.registered_delivery & 0x01:

@@ -27,8 +27,12 @@ def transport_for(channel: int) -> Transport:
     if channel == Channel.EMAIL:
         return smtp_transport(settings.SMTP_CONN_ID)
     if channel == Channel.SMS:
-        if _conn_type(settings.SMS_CONN_ID) == "smpp":
-            return smpp_transport(settings.SMS_CONN_ID)
+        try:
+            conn: Any = get_connection(settings.SMS_CONN_ID)
+        except ConfigError:  # not defined: the HTTP transport says so when it opens
+            conn = None
+        if conn is not None and (conn.conn_type or "").lower() == "smpp":
+            return smpp_transport(settings.SMS_CONN_ID, conn=conn)
         return http_transport(settings.SMS_CONN_ID)
     if channel in (Channel.IOS, Channel.ANDROID):
         return http_transport(settings.PUSH_CONN_ID)
@@ -93,27 +97,33 @@ def _number(conn_id: str, extra: dict[str, Any], name: str, default: Any, low: f
     return value
 
 
-def _conn_type(conn_id: str) -> str | None:
-    try:
-        return (get_connection(conn_id).conn_type or "").lower() or None
-    except ConfigError:  # not defined: the transport chosen says so when it opens
-        return None
-
-
-def smpp_transport(conn_id: str = settings.SMS_CONN_ID) -> SmppTransport:
+def smpp_transport(conn_id: str = settings.SMS_CONN_ID, *, conn: Any = None) -> SmppTransport:
     """An :class:`SmppTransport` to the SMSC of Airflow connection ``conn_id`` (conn type ``smpp``;
     extras ``window``: submits unanswered per bind, default 10; ``max_connections``: binds per
     chunk, default 1; ``bind_mode``: ``transmitter`` (default) or ``transceiver``; ``deadline``,
-    default 30; ``max_rate``; and the account's, see :func:`smpp_config_from_airflow`)."""
-    extra = _extra(conn_id)
-    limits = _provider_limits(conn_id, deadline=30.0, max_connections=1)
+    default 30; ``max_rate``; and the account's, see :func:`smpp_config_from_airflow`). The
+    connection is read once here (a chunk builds one transport per message in flight)."""
+    from messagecenter.airflow.connection_types import plain_extra
+
+    try:
+        conn = conn or get_connection(conn_id)
+        config: SmppConfig | ConfigError = smpp_config_from_airflow(conn_id, conn)
+    except ConfigError as exc:
+        config = exc
+
+    def read_config() -> SmppConfig:
+        if isinstance(config, ConfigError):
+            raise config
+        return config
+
+    extra = plain_extra(conn.extra_dejson or {}, conn.conn_type) if conn is not None else {}
     return SmppTransport(
-        lambda: smpp_config_from_airflow(conn_id),
+        read_config,
         name=conn_id,
-        binds=limits["max_connections"],
+        binds=int(_number(conn_id, extra, "max_connections", 1, 0, 1000)),
         window=int(_number(conn_id, extra, "window", 10, 0, 1000)),
-        deadline=limits["deadline"],
-        max_rate=limits["max_rate"],
+        deadline=_number(conn_id, extra, "deadline", 30.0, 0, 3600),
+        max_rate=_number(conn_id, extra, "max_rate", None, 0, 1_000_000),
         bind_mode=str(extra.get("bind_mode") or "transmitter"),
     )
 
@@ -125,16 +135,18 @@ def smpp_receiver(conn_id: str = settings.SMS_CONN_ID) -> SmppReceiver:
     return SmppReceiver(lambda: smpp_config_from_airflow(conn_id), name=conn_id, mode=mode)
 
 
-def smpp_config_from_airflow(conn_id: str) -> SmppConfig:
+def smpp_config_from_airflow(conn_id: str, conn: Any = None) -> SmppConfig:
     """The SMSC account of Airflow connection ``conn_id``: host, port (default 2775), login (the
     ``system_id``), password; extras ``system_type``, ``source_addr``, ``source_addr_ton``,
     ``source_addr_npi``."""
-    conn = get_connection(conn_id)
+    from messagecenter.airflow.connection_types import plain_extra
+
+    conn = conn or get_connection(conn_id)
     if (conn.conn_type or "").lower() != "smpp":
         raise ConfigError(f"connection {conn_id!r} is of type {conn.conn_type!r}, not smpp")
     if not (conn.host or "").strip():
         raise ConfigError(f"connection {conn_id!r} has no host")
-    extra = _extra(conn_id)
+    extra = plain_extra(conn.extra_dejson or {}, conn.conn_type)
 
     def ton_npi(name: str) -> int | None:
         value = extra.get(name)

@@ -527,6 +527,7 @@ class _Bind:
     def _lost(self, reason: str, *, quiet: bool = False) -> None:
         """The link is gone: close it, and tell every submit still waiting."""
         was_alive, self.alive = self.alive, False
+        self._unbound.set()  # nothing more to wait for
         if self.error is None:
             self.error = reason
         if was_alive and not quiet and not self._closing:

@@ -114,7 +114,8 @@ def bench_receipts(dsn: str) -> float:
 
 def measure(report: Report, databases: Databases) -> None:
     report.add(
-        f"SMPP benchmark: SMSC answering each submit_sm after {LATENCY * 1000:.0f} ms, {BINDS} binds x window {WINDOW}"
+        f"SMPP benchmark: SMSC answering each submit_sm after {LATENCY * 1000:.0f} ms, "
+        f"{BINDS} binds x window {WINDOW}"
     )
     decide: Any = lambda submit: Decision(receipt=None)  # noqa: E731
     with running_smsc(decide, answer_delay=LATENCY) as smsc:

@@ -37,6 +37,7 @@ BENCHMARKS = (
     "feedback_quarantine_check",
     "delivery_fcm_vs_raw",
     "delivery_apns_vs_raw",
+    "delivery_smpp_vs_raw",
 )
 
 

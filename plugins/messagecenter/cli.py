@@ -113,6 +113,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sms_preview(channel: int, text: str | None) -> dict[str, str]:
+    """An SMS template's encoding and segments, on its static text (its expressions left out)."""
+    if channel != Channel.SMS:
+        return {}
+    from messagecenter.delivery.gsm import sms_segments, static_text
+
+    return {"sms": f"{sms_segments(static_text(text or '')).describe()}, on its static text"}
+
+
 def cmd_templates_load(args: argparse.Namespace) -> int:
     target = args.target or _default_component(args)
     table = publishing.CONTROL_TABLE if target == "control" else publishing.EXECUTION_TABLE
@@ -136,8 +145,9 @@ def cmd_templates_load(args: argparse.Namespace) -> int:
                     "template_id": p.template_id,
                     "version": p.version,
                     "result": "created" if p.created else "unchanged",
+                    **_sms_preview(p.channel, spec.text),
                 }
-                for p in published
+                for p, spec in zip(published, specs, strict=True)
             ],
         }
     )

@@ -207,6 +207,34 @@ class DrainRealtimeOperator(_ExecutionOperator):
         return counts.summary()
 
 
+class ReadSmsReceiptsOperator(_ExecutionOperator):
+    """Read the SMSC's delivery receipts (``mc_sms``, conn type ``smpp``) on a receiver bind, for a
+    bounded lifetime, applying them in small batches, each acknowledged once committed; SIGTERM
+    stops it after the batch in hand.
+
+    :param lifetime_seconds: how long this task reads before the next DAG run takes over.
+    """
+
+    def __init__(self, *, lifetime_seconds: float = 300.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lifetime_seconds = lifetime_seconds
+
+    def run(self, context: Context) -> dict[str, int]:
+        from messagecenter.airflow.transports import smpp_receiver
+        from messagecenter.core.settings import SMS_CONN_ID
+        from messagecenter.execution.receipts import drain_receipts
+
+        with self.stoppable() as stop:
+            counts = drain_receipts(
+                smpp_receiver(SMS_CONN_ID),
+                lambda: self.hook.connect(autocommit=True),
+                self.settings.feedback,
+                lifetime_seconds=self.lifetime_seconds,
+                stop=stop,
+            )
+        return counts.summary()
+
+
 # The feedback gauges count a day of delivery logs: every fifth minute is fresh enough.
 FEEDBACK_GAUGE_MINUTES = 5
 

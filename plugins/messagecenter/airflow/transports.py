@@ -1,5 +1,5 @@
-"""Transports built from Airflow connections: ``mc_smtp`` (type smtp), ``mc_sms`` and ``mc_push`` (http),
-``mc_push_android`` (type fcm) and ``mc_push_ios`` (type apns).
+"""Transports built from Airflow connections: ``mc_smtp`` (type smtp), ``mc_sms`` (smpp or http),
+``mc_push`` (http), ``mc_push_android`` (type fcm) and ``mc_push_ios`` (type apns).
 
 An ``http`` connection with extra ``provider`` ``twilio`` or ``vonage`` sends through that provider's
 REST API (:func:`sms_api_from_airflow`); without it, through the generic JSON provider.
@@ -23,6 +23,7 @@ from messagecenter.delivery.apns import BASE_URLS, ApnsAccount, ApnsTransport
 from messagecenter.delivery.base import Transport
 from messagecenter.delivery.fcm import DEFAULT_BASE_URL, FcmAccount, FcmTransport
 from messagecenter.delivery.http import HttpApi
+from messagecenter.delivery.smpp import DEFAULT_PORT, SmppConfig, SmppReceiver, SmppTransport
 from messagecenter.delivery.sms_rest import DEFAULT_BASE_URLS, SMS_APIS, SmsAccount
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,12 @@ def transport_for(channel: int) -> Transport:
     if channel == Channel.EMAIL:
         return smtp_transport(settings.SMTP_CONN_ID)
     if channel == Channel.SMS:
+        try:
+            conn: Any = get_connection(settings.SMS_CONN_ID)
+        except ConfigError:  # not defined: the HTTP transport says so when it opens
+            conn = None
+        if conn is not None and (conn.conn_type or "").lower() == "smpp":
+            return smpp_transport(settings.SMS_CONN_ID, conn=conn)
         return http_transport(settings.SMS_CONN_ID)
     if channel in (Channel.IOS, Channel.ANDROID):
         return push_transport(channel)
@@ -95,6 +102,73 @@ def _number(conn_id: str, extra: dict[str, Any], name: str, default: Any, low: f
             f"connection {conn_id!r}: extra {name!r} must be in ({low:g}, {high:g}], got {value:g}"
         )
     return value
+
+
+def smpp_transport(conn_id: str = settings.SMS_CONN_ID, *, conn: Any = None) -> SmppTransport:
+    """An :class:`SmppTransport` to the SMSC of Airflow connection ``conn_id`` (conn type ``smpp``;
+    extras ``window``: submits unanswered per bind, default 10; ``max_connections``: binds per
+    chunk, default 1; ``bind_mode``: ``transmitter`` (default) or ``transceiver``; ``deadline``,
+    default 30; ``max_rate``; and the account's, see :func:`smpp_config_from_airflow`). The
+    connection is read once here (a chunk builds one transport per message in flight)."""
+    from messagecenter.airflow.connection_types import plain_extra
+
+    try:
+        conn = conn or get_connection(conn_id)
+        config: SmppConfig | ConfigError = smpp_config_from_airflow(conn_id, conn)
+    except ConfigError as exc:
+        config = exc
+
+    def read_config() -> SmppConfig:
+        if isinstance(config, ConfigError):
+            raise config
+        return config
+
+    extra = plain_extra(conn.extra_dejson or {}, conn.conn_type) if conn is not None else {}
+    return SmppTransport(
+        read_config,
+        name=conn_id,
+        binds=int(_number(conn_id, extra, "max_connections", 1, 0, 1000)),
+        window=int(_number(conn_id, extra, "window", 10, 0, 1000)),
+        deadline=_number(conn_id, extra, "deadline", 30.0, 0, 3600),
+        max_rate=_number(conn_id, extra, "max_rate", None, 0, 1_000_000),
+        bind_mode=str(extra.get("bind_mode") or "transmitter"),
+    )
+
+
+def smpp_receiver(conn_id: str = settings.SMS_CONN_ID) -> SmppReceiver:
+    """The receipts' bind on the SMSC of ``conn_id`` (extra ``receipt_bind_mode``: ``receiver``,
+    the default, or ``transceiver``)."""
+    mode = str(_extra(conn_id).get("receipt_bind_mode") or "receiver")
+    return SmppReceiver(lambda: smpp_config_from_airflow(conn_id), name=conn_id, mode=mode)
+
+
+def smpp_config_from_airflow(conn_id: str, conn: Any = None) -> SmppConfig:
+    """The SMSC account of Airflow connection ``conn_id``: host, port (default 2775), login (the
+    ``system_id``), password; extras ``system_type``, ``source_addr``, ``source_addr_ton``,
+    ``source_addr_npi``."""
+    from messagecenter.airflow.connection_types import plain_extra
+
+    conn = conn or get_connection(conn_id)
+    if (conn.conn_type or "").lower() != "smpp":
+        raise ConfigError(f"connection {conn_id!r} is of type {conn.conn_type!r}, not smpp")
+    if not (conn.host or "").strip():
+        raise ConfigError(f"connection {conn_id!r} has no host")
+    extra = plain_extra(conn.extra_dejson or {}, conn.conn_type)
+
+    def ton_npi(name: str) -> int | None:
+        value = extra.get(name)
+        return None if value is None else int(_number(conn_id, extra, name, None, -1, 255))
+
+    return SmppConfig(
+        host=(conn.host or "").strip(),
+        port=int(conn.port or DEFAULT_PORT),
+        system_id=conn.login or "",
+        password=conn.password or "",
+        system_type=str(extra.get("system_type") or ""),
+        source_addr=str(extra.get("source_addr") or ""),
+        source_addr_ton=ton_npi("source_addr_ton"),
+        source_addr_npi=ton_npi("source_addr_npi"),
+    )
 
 
 def open_smtp_client(conn_id: str) -> SmtpClient:

@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-EXECUTION_DAGS = {"batchEventsProcessing", "rtEventsProcessing", "updateEventsStatus", "bounceProcessing"}
+EXECUTION_DAGS = {
+    "batchEventsProcessing",
+    "rtEventsProcessing",
+    "updateEventsStatus",
+    "bounceProcessing",
+    "smsReceipts",
+}
 
 
 def test_dag_files_import_without_errors(dagbag: Callable[[], Any]) -> None:
@@ -39,8 +45,9 @@ def test_execution_dags_start_paused_single_run_on_the_execution_queue(
         assert {t.queue for t in dag.tasks} == {"mc_execution_q"}, dag_id
 
 
-def test_rt_processing_is_continuous(dagbag: Callable[[], Any]) -> None:
-    dag = dagbag().dags["rtEventsProcessing"]
+@pytest.mark.parametrize("dag_id", ["rtEventsProcessing", "smsReceipts"])
+def test_long_lived_drains_are_continuous(dagbag: Callable[[], Any], dag_id: str) -> None:
+    dag = dagbag().dags[dag_id]
     assert type(dag.timetable).__name__ == "ContinuousTimetable"
 
 

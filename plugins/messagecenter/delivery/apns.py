@@ -49,7 +49,7 @@ BASE_URLS = {"production": "https://api.push.apple.com", "sandbox": "https://api
 # more frequent than every twenty minutes (TooManyProviderTokenUpdates).
 RENEW_AFTER_SECONDS = 50 * 60.0
 MAX_PAYLOAD_BYTES = 4096  # an alert's payload (Apple answers 413 PayloadTooLarge above)
-DEFAULT_TIME_TO_LIVE = 86_400  # seconds APNs keeps a message for a device that is offline
+OFFLINE_KEEP_SECONDS = 86_400  # seconds APNs keeps a message for a device that is offline
 
 # Answers that come from our own credentials or set-up: every event would get them, so they are
 # retried (and open the breaker) rather than failing each event.
@@ -85,7 +85,7 @@ class ApnsAccount:
     private_key: str = field(repr=False)
     base_url: str = BASE_URLS["production"]
     ca_file: str | None = None
-    time_to_live: int = DEFAULT_TIME_TO_LIVE
+    time_to_live: int = OFFLINE_KEEP_SECONDS
 
 
 def apns_id(event_id: int) -> str:

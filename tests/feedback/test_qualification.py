@@ -180,3 +180,25 @@ def test_synchronous_smtp_refusals_use_the_same_rules() -> None:
     later = qualify_smtp_reply(421, "4.7.0 Try again later, closing connection.")
     assert later.type is SOFT
     assert qualify_smtp_reply(550, b"\xff\xfe not utf-8").reason is R.NOT_DEFINED
+
+
+@pytest.mark.parametrize(
+    ("text", "type_", "reason"),
+    [
+        (
+            '404 {"error": {"status": "NOT_FOUND", "details": [{"errorCode": "UNREGISTERED"}]}}',
+            "HARD",
+            "USER_UNKNOWN",
+        ),
+        ('410 {"reason": "Unregistered", "timestamp": 1733500000000}', "HARD", "USER_UNKNOWN"),
+        ('400 {"error": {"status": "INVALID_ARGUMENT"}}', "IGNORED", "NOT_DEFINED"),
+        ('400 {"reason": "BadDeviceToken"}', "SOFT", "REFUSED"),
+        ("SR UNDELIV 001|MESSAGE=id:1234 sub:001 dlvrd:000 stat:UNDELIV err:001", "SOFT", "REFUSED"),
+        ("SR EXPIRED 000|MESSAGE=id:1234 stat:EXPIRED", "SOFT", "UNREACHABLE"),
+        ("30005 Unknown destination handset", "HARD", "USER_UNKNOWN"),
+        ("30003 Unreachable destination handset", "IGNORED", "NOT_CONNECTED"),
+    ],
+)
+def test_push_and_sms_answers_are_qualified_like_campaign(text: str, type_: str, reason: str) -> None:
+    found = qualify(text)
+    assert (found.type.name, found.reason.name) == (type_, reason)

@@ -356,6 +356,7 @@ class ProcessBouncesOperator(_ExecutionOperator):
             counts.feedback.denylisted,
         )
         self.record_heartbeat(heartbeat.BOUNCE_WORKFLOW, counts.read, started)
+        metrics.feedback("mailbox", counts.feedback.by_kind)
         return counts.as_dict()
 
 

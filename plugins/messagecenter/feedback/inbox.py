@@ -196,3 +196,4 @@ def _add(total: FeedbackCounts, batch: FeedbackCounts) -> None:
     for name in ("received", "duplicates", "applied", "unmatched", "failed", "quarantined", "denylisted"):
         setattr(total, name, getattr(total, name) + getattr(batch, name))
     total.unqualified += batch.unqualified
+    total.by_kind.update(batch.by_kind)

@@ -139,6 +139,21 @@ _R = FailureReason
 # after (RFC 3463: class 4 transient, 5 permanent; subject 1 address, 2 mailbox, 3 mail system,
 # 4 network, 5 protocol, 6 content, 7 security or policy).
 _SEED: tuple[tuple[int, str, FailureType, FailureReason], ...] = (
+    # Push and SMS providers' own words (Campaign's push and SMS qualification): FCM error codes,
+    # APNs reasons, SMSC status reports (SR <stat> <err>), SMS APIs' texts.
+    (4, r"\bunregistered\b|registration[-_ ]token[-_ ]not[-_ ]registered|requested entity was not found",
+        _H, _R.USER_UNKNOWN),
+    (4, r"\binvalid_argument\b", _I, _R.NOT_DEFINED),
+    (4, r"sender_id_mismatch|senderidmismatch", _S, _R.USER_UNKNOWN),
+    (4, r"baddevicetoken|devicetokennotfortopic|invalid registration", _S, _R.REFUSED),
+    (4, r"quota_exceeded|third_party_auth_error|toomanyrequests|serviceunavailable|internalservererror",
+        _I, _R.REFUSED),
+    (6, r"unknown (destination )?(handset|subscriber|number)|landline|not a (valid )?mobile",
+        _H, _R.USER_UNKNOWN),
+    (6, r"unreachable (destination )?handset|absent subscriber|handset (is )?(switched )?off",
+        _I, _R.NOT_CONNECTED),
+    (6, r"^sr (undeliv|rejectd|deleted)\b", _S, _R.REFUSED),
+    (6, r"^sr expired\b", _S, _R.UNREACHABLE),
     # Not the recipient's fault: never quarantine for these.
     (10, r"out of (the )?office|auto(matic)?[- ]?(reply|response)|autoreply|vacation|on leave|"
          r"abwesenheit|r[ée]ponse automatique|away from (the|my) office", _I, _R.NOT_DEFINED),

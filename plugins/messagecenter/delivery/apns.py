@@ -39,7 +39,7 @@ from messagecenter.core.errors import ConfigError
 from messagecenter.core.types import Channel
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, truncate
 from messagecenter.delivery.http import classify_status, retry_after_seconds
-from messagecenter.delivery.httpclient import Answer, DeadlineClient, DeadlineExceeded
+from messagecenter.delivery.httpclient import Answer, DeadlineClient, DeadlineExceeded, DeadlineTransport
 from messagecenter.feedback.types import FailureReason
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
 # --- the transport -------------------------------------------------------------------------------
 
 
-class ApnsTransport:
+class ApnsTransport(DeadlineTransport):
     """Send iOS push messages to APNs (see the module's docstring).
 
     ``with transport:`` reads the account and prepares one HTTP/2 connection (opened with the
@@ -233,33 +233,15 @@ class ApnsTransport:
     and the provider's breaker opens.
 
     :param read_account: returns the account; called once per chunk.
-    :param name: the provider's name in logs and errors (its connection id).
-    :param timeout: seconds allowed for each of connect, write, read.
-    :param deadline: seconds allowed for a whole request, answer included.
-    :param max_connections: how many of these a delivery chunk may open at once (its concurrency).
-    :param max_rate: the provider's limit in messages per second, across all workers (or none).
+    The limits (``name``, ``timeout``, ``deadline``, ``max_connections``, ``max_rate``) are
+    :class:`~messagecenter.delivery.httpclient.DeadlineTransport`'s.
     """
 
-    def __init__(
-        self,
-        read_account: Callable[[], ApnsAccount],
-        *,
-        name: str,
-        timeout: float = 10.0,
-        deadline: float = 30.0,
-        max_connections: int = 32,
-        max_rate: float | None = None,
-    ) -> None:
+    def __init__(self, read_account: Callable[[], ApnsAccount], **limits: Any) -> None:
+        super().__init__(**limits)
         self.read_account = read_account
-        self.name = name
-        self.timeout = timeout
-        self.deadline = deadline
-        self.max_connections = max_connections
-        self.max_rate = max_rate
         self._account: ApnsAccount | None = None
         self._tokens: ProviderTokens | None = None
-        self._client: DeadlineClient | None = None
-        self._error: str | None = None
 
     def __enter__(self) -> ApnsTransport:
         self._error = None

@@ -35,7 +35,7 @@ from messagecenter.core.errors import ConfigError
 from messagecenter.core.types import Channel
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, truncate
 from messagecenter.delivery.http import classify_status, retry_after_seconds
-from messagecenter.delivery.httpclient import Answer, DeadlineClient, DeadlineExceeded
+from messagecenter.delivery.httpclient import Answer, DeadlineClient, DeadlineExceeded, DeadlineTransport
 from messagecenter.feedback.types import FailureReason
 
 log = logging.getLogger(__name__)
@@ -285,7 +285,7 @@ def classify(code: str | None, http_status: int) -> Outcome:
 # --- the transport -------------------------------------------------------------------------------
 
 
-class FcmTransport:
+class FcmTransport(DeadlineTransport):
     """Send push messages through FCM HTTP v1 (see the module's docstring).
 
     ``with transport:`` reads the account and prepares one kept-alive HTTP/1.1 connection (opened
@@ -295,33 +295,15 @@ class FcmTransport:
     and the provider's breaker opens.
 
     :param read_account: returns the account; called once per chunk.
-    :param name: the provider's name in logs and errors (its connection id).
-    :param timeout: seconds allowed for each of connect, write, read.
-    :param deadline: seconds allowed for a whole request, answer included.
-    :param max_connections: how many of these a delivery chunk may open at once (its concurrency).
-    :param max_rate: the provider's limit in messages per second, across all workers (or none).
+    The limits (``name``, ``timeout``, ``deadline``, ``max_connections``, ``max_rate``) are
+    :class:`~messagecenter.delivery.httpclient.DeadlineTransport`'s.
     """
 
-    def __init__(
-        self,
-        read_account: Callable[[], FcmAccount],
-        *,
-        name: str,
-        timeout: float = 10.0,
-        deadline: float = 30.0,
-        max_connections: int = 32,
-        max_rate: float | None = None,
-    ) -> None:
+    def __init__(self, read_account: Callable[[], FcmAccount], **limits: Any) -> None:
+        super().__init__(**limits)
         self.read_account = read_account
-        self.name = name
-        self.timeout = timeout
-        self.deadline = deadline
-        self.max_connections = max_connections
-        self.max_rate = max_rate
         self._account: FcmAccount | None = None
         self._tokens: AccessTokens | None = None
-        self._client: DeadlineClient | None = None
-        self._error: str | None = None
 
     def __enter__(self) -> FcmTransport:
         self._error = None

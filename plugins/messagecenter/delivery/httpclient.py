@@ -187,3 +187,31 @@ class DeadlineClient:
     def close(self) -> None:
         _WATCHDOG.disarm(self)
         self._pool.close()
+
+
+class DeadlineTransport:
+    """What the push transports share: their limits, and one :class:`DeadlineClient` per chunk.
+
+    :param name: the provider's name in logs and errors (its connection id).
+    :param timeout: seconds allowed for each of connect, write, read.
+    :param deadline: seconds allowed for a whole request, answer included.
+    :param max_connections: how many of these a delivery chunk may open at once (its concurrency).
+    :param max_rate: the provider's limit in messages per second, across all workers (or none).
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        timeout: float = 10.0,
+        deadline: float = 30.0,
+        max_connections: int = 32,
+        max_rate: float | None = None,
+    ) -> None:
+        self.name = name
+        self.timeout = timeout
+        self.deadline = deadline
+        self.max_connections = max_connections
+        self.max_rate = max_rate
+        self._client: DeadlineClient | None = None
+        self._error: str | None = None

@@ -4,17 +4,19 @@ Starts an embedded PostgreSQL (``pgserver``, data in ``.demo/pgdata``), or uses 
 ``MC_DSN`` names, where the demo creates its databases: the Airflow metadata database and the Message
 Center database (minimal architecture: the execution and control schemas in one database). Loads the
 example templates, starts Airflow (API server with the intake API under ``/messagecenter``,
-scheduler, DAG processor; LocalExecutor), a local SMTP server and a fake SMS/push provider, turns the
-execution workflows on and pushes a few sample events. Ctrl-C stops everything it started; a second
-run reuses ``.demo/``.
+scheduler, DAG processor; LocalExecutor), a local SMTP server, a fake SMS/push provider and a POP3
+bounce mailbox, turns the execution workflows on (``bounceProcessing`` too) and pushes a few sample
+events. Ctrl-C stops everything it started; a second run reuses ``.demo/``.
 
 The local SMTP server refuses ``bounce-*`` recipients (``550 5.1.1 ... User unknown``) and
 ``softbounce-*`` ones (``452 4.2.2 Mailbox full``), as a receiving server would: the demo pushes one
 event to ``bounce-demo@example.com``, which ends Delivery failed, and ``updateEventsStatus`` qualifies
 the refusal and quarantines the address. ``MC_FEEDBACK_SECRET`` (generated into ``.demo/``) signs the
 VERP return paths (``Return-Path`` in the ``.eml`` files) and one-click unsubscribe links, whose base
-``MC_PUBLIC_URL`` is the demo's API. A bounce mailbox (``bounceProcessing``) needs a real MTA: not
-part of the demo.
+``MC_PUBLIC_URL`` is the demo's API. The SMTP server accepts ``dsnbounce-*`` recipients, then sends
+the signed return path an RFC 3464 delivery status notification into the demo's bounce mailbox
+(``.demo/bounces``, served by a small POP3 server, ``devstack.pop3``, as the ``mc_bounce_mailbox``
+connection), where ``bounceProcessing`` reads it and turns the event Delivery failed.
 
 ``make demo-check`` (``--check``) runs the same stack headless in a fresh directory, pushes real-time
 and batch events, waits until they are Sent, checks the mail landed with signed return paths, checks
@@ -22,7 +24,8 @@ the bounce ended Delivery failed with its address in quarantine and the next eve
 checks that no DAG run failed (a first start ends green), and exits non-zero otherwise.
 
 Ports (override by environment): ``MC_DEMO_PORT`` Airflow (8080), ``MC_DEMO_SMTP_PORT`` SMTP (8025),
-``MC_DEMO_SINK_PORT`` SMS/push provider (8026). The check picks free ports unless they are set.
+``MC_DEMO_SINK_PORT`` SMS/push provider (8026), ``MC_DEMO_POP3_PORT`` bounce mailbox (8110). The
+check picks free ports unless they are set.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from devstack.pop3 import Pop3Server
 from devstack.sinks import MailSink, ProviderSink
 from devstack.stack import (
     EXECUTION_DAGS,
@@ -79,6 +83,7 @@ PUBLISH_DAG = "publishTemplates"
 ARCHIVING_DAG = "mcArchiving_local"  # from the mc_exec_local connection
 CHECK_TIMEOUT = float(os.environ.get("MC_DEMO_CHECK_TIMEOUT", "240"))
 BOUNCE_DOMAIN = "bounces.example.com"  # mc_smtp's return_path_domain: VERP return paths end here
+BOUNCE_DAG = "bounceProcessing"  # reads the demo's bounce mailbox (mc_bounce_mailbox, POP3)
 
 SAMPLE_EVENTS: dict[str, list[dict[str, Any]]] = {
     "rt": [
@@ -239,8 +244,11 @@ def _port(name: str, default: int, check: bool) -> int:
         return int(sock.getsockname()[1])
 
 
-def connections_env(dbs: Databases, mail: MailSink, provider: ProviderSink) -> dict[str, str]:
-    """The ``AIRFLOW_CONN_*`` variables every component gets (one database plays both roles)."""
+def connections_env(
+    dbs: Databases, mail: MailSink, provider: ProviderSink, mailbox: Pop3Server | None = None
+) -> dict[str, str]:
+    """The ``AIRFLOW_CONN_*`` variables every component gets (one database plays both roles), with
+    ``mc_bounce_mailbox`` when there is a bounce ``mailbox``."""
     smtp = mail.connection()
     smtp["extra"] = {**smtp["extra"], "return_path_domain": BOUNCE_DOMAIN}
     conns = {
@@ -251,6 +259,8 @@ def connections_env(dbs: Databases, mail: MailSink, provider: ProviderSink) -> d
         "mc_sms": provider.connection("sms"),
         "mc_push": provider.connection("push"),
     }
+    if mailbox is not None:
+        conns["mc_bounce_mailbox"] = mailbox.connection()
     return {f"AIRFLOW_CONN_{cid.upper()}": json.dumps(conn) for cid, conn in conns.items()}
 
 
@@ -321,13 +331,18 @@ def run(demo_dir: Path, *, check: bool) -> int:
     port = _port("MC_DEMO_PORT", 8080, check)
     smtp_port = _port("MC_DEMO_SMTP_PORT", 8025, check)
     sink_port = _port("MC_DEMO_SINK_PORT", 8026, check)
+    pop3_port = _port("MC_DEMO_POP3_PORT", 8110, check)
     with ExitStack() as resources:
         admin_dsn = resources.enter_context(postgres(demo_dir))
         dbs = create_databases(admin_dsn, fresh=check and bool(os.environ.get("MC_DSN")))
         load_example_templates(dbs.mc_dsn)
         token = api_token(demo_dir)
-        mail = resources.enter_context(MailSink(demo_dir / "mail", smtp_port))
+        bounces = demo_dir / "bounces"
+        mail = resources.enter_context(MailSink(demo_dir / "mail", smtp_port, bounces=bounces))
         provider = resources.enter_context(ProviderSink(demo_dir, sink_port))
+        mailbox = resources.enter_context(
+            Pop3Server(bounces, _secret_file(demo_dir / "bounce-password"), pop3_port)
+        )
         config = AirflowConfig(
             home=demo_dir / "airflow",
             metadata_dsn=dbs.airflow_dsn,
@@ -336,7 +351,7 @@ def run(demo_dir: Path, *, check: bool) -> int:
             admin_password=_secret_file(demo_dir / "admin-password", lambda: secrets.token_urlsafe(12)),
             viewer_password=_secret_file(demo_dir / "viewer-password", lambda: secrets.token_urlsafe(12)),
             extra={
-                **connections_env(dbs, mail, provider),
+                **connections_env(dbs, mail, provider, mailbox),
                 **feedback_env(demo_dir, f"http://127.0.0.1:{port}"),
                 "MC_API_TOKENS": token,
                 "MC_INSTANCE_ID": "1",
@@ -349,9 +364,9 @@ def run(demo_dir: Path, *, check: bool) -> int:
         stack.migrate()
         stack.start_airflow()
         stack.wait_healthy()
-        stack.wait_for_dags([*EXECUTION_DAGS, PUBLISH_DAG, ARCHIVING_DAG])
+        stack.wait_for_dags([*EXECUTION_DAGS, BOUNCE_DAG, PUBLISH_DAG, ARCHIVING_DAG])
         publish_on_execution(stack)
-        stack.unpause(EXECUTION_DAGS)
+        stack.unpause([*EXECUTION_DAGS, BOUNCE_DAG])
         intake = IntakeClient(f"{config.base_url}/messagecenter/api/v1", token)
         intake.wait_ready()
         pushed = {queue: intake.push(queue, events) for queue, events in SAMPLE_EVENTS.items()}
@@ -368,7 +383,7 @@ def run(demo_dir: Path, *, check: bool) -> int:
         )
         if check:
             return check_delivery(stack, intake, pushed, demo_dir, started, bounce=(bounced, dbs.mc_dsn))
-        _banner(config, intake.base, token, demo_dir, dbs)
+        _banner(config, intake.base, token, demo_dir, dbs, mailbox.port)
         while True:
             stack.check_alive()
             time.sleep(2)
@@ -583,7 +598,9 @@ def add_instance(name: str, instance_id: int, admin_dsn: str | None = None) -> d
     return postgres_connection(dsn, instance_id=instance_id)
 
 
-def _banner(config: AirflowConfig, api: str, token: str, demo_dir: Path, dbs: Databases) -> None:
+def _banner(
+    config: AirflowConfig, api: str, token: str, demo_dir: Path, dbs: Databases, mailbox_port: int
+) -> None:
     sample = json.dumps(SAMPLE_EVENTS["rt"][0])
     print(  # noqa: T201  (the one thing the user reads)
         f"""
@@ -600,7 +617,10 @@ Message Center demo is running (the execution workflows are on; sample events we
   Mail:         {demo_dir / "mail"}/<n>.eml    SMS / push: {demo_dir / "sms.log"}, {demo_dir / "push.log"}
   Bounces:      the SMTP server refuses bounce-<x>@... (550 user unknown) and softbounce-<x>@... (452
                 mailbox full); {BOUNCE_EVENT["email"]} was refused, and is quarantined within a
-                minute: `python -m messagecenter quarantine list` (after sourcing the env, below)
+                minute: `python -m messagecenter quarantine list` (after sourcing the env, below);
+                dsnbounce-<x>@... is accepted, then bounced with a DSN into the bounce mailbox
+                ({demo_dir / "bounces"}, POP3 on 127.0.0.1:{mailbox_port}), which {BOUNCE_DAG} reads
+                every 5 minutes (or trigger it): the event ends Delivery failed
   Database:     {dbs.mc_dsn}
   Logs:         {demo_dir / "logs"} (components), {config.home / "logs"} (tasks)
   Operate it:   source {demo_dir / "env"}   then e.g. `airflow dags list`, `python -m messagecenter doctor`

@@ -139,6 +139,11 @@ def _deliver_chunks(
     return counts
 
 
+# A message that could not reach its provider (no connection) waits this long before it is claimed
+# again: it counts no try, so without a delay the same run would claim it over and over.
+NOT_REACHED_RETRY_SECONDS = 10.0
+
+
 class DatabaseLost(TransientError):
     """The chunk's database connection went away mid-chunk: stop sending, nothing could be logged."""
 
@@ -400,7 +405,7 @@ def _sent(pending: Result, future: Future[SendResult], breaker: CircuitBreaker) 
 def _result_of(pending: Result, sent: SendResult, breaker: CircuitBreaker) -> Result:
     """Sent, Failed (permanent) or a retry (transient), from the provider's answer."""
     if not sent.attempted:  # never reached the provider: retried, but neither a try nor a failure
-        return replace(pending, error=sent.error)
+        return replace(pending, error=sent.error, retry_after=NOT_REACHED_RETRY_SECONDS)
     breaker.record(sent.outcome)
     retry_after = sent.extra.get("retry_after") if sent.extra else None  # HTTP 429 / 503
     return Result(

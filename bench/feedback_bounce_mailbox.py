@@ -6,9 +6,9 @@ Sent event (the real Postfix report of ``tests/feedback/fixtures``, rewritten pe
 recipient, Message-ID and signed VERP return path), appended over one IMAP connection (MULTIAPPEND
 with non-synchronising literals, in chunks).
 
-(a) ``process_mailbox`` over ``open_mailbox(...)``, batches of ``bounce_batch``: fetch (sizes, then
-    bodies), parse, match the VERP path, qualify, apply (one transaction per batch), move the batch
-    to ``MC-Processed``; checked: every mail moved and every log Failed;
+(a) ``process_mailbox`` over ``open_mailbox(...)``, batches of ``bounce_batch``: fetch (sizes and
+    bodies in one ``UID FETCH``), parse, match the VERP path, qualify, apply (one transaction per
+    batch), move the batch to ``MC-Processed``; checked: every mail moved and every log Failed;
 (b) the floor: one imaplib connection, ``UID SEARCH``, then ``UID FETCH BODY.PEEK[]`` in batches of
     the same size, each mail parsed with ``email.message_from_bytes``; no database, nothing moved.
 The mailbox is emptied and filled again between the two, so both read the same mails from a fresh

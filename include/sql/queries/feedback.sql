@@ -40,6 +40,7 @@ FROM unnest(%(log_id)s::bigint[], %(outcome)s::text[], %(failure_type)s::smallin
             %(at)s::timestamptz[])
      AS v(log_id, outcome, failure_type, failure_reason, feedback_text, feedback_key, at)
 WHERE l.id = v.log_id
+  AND l.id = ANY(%(log_id)s::bigint[])  -- the batch's logs by their key, not a pass over the table
   AND l.delivery IS DISTINCT FROM 2
   AND NOT (v.outcome = 'delivered' AND coalesce(l.delivery, 0) = 1)
   AND NOT (v.outcome = 'complaint' AND l.complained_at IS NOT NULL)

@@ -337,7 +337,10 @@ def _count_in_quarantine(conn: psycopg.Connection[Any], keys: list[tuple[int, st
     total = 0
     for channel in {c for c, _ in keys}:
         addresses = [a for c, a in keys if c == channel]
-        rows = conn.execute(query("quarantined"), {"channel": channel, "addresses": addresses}).fetchall()
+        # Planned for these addresses each time: a prepared (generic) plan made while the table was
+        # small filters every row of the channel against the whole list.
+        params = {"channel": channel, "addresses": addresses}
+        rows = conn.execute(query("quarantined"), params, prepare=False).fetchall()
         total += sum(1 for _, status in rows if status == QUARANTINE)
     return total
 

@@ -4,6 +4,9 @@
 anyone sends, so limits come first (size, MIME boundaries, depth, recipients) and whatever cannot be
 read becomes an error in the report. Standard reports are read with the standard library (RFC 3464
 DSN, RFC 5965 ARF); other bounces go to ``flufl.bounce``'s detectors, which only give addresses.
+The usual shape of a report (a multipart/report of plain parts, as Postfix and most MTAs write it)
+is split by a quicker reader that builds what the standard parser would, as far as the report is
+read, and leaves anything else to the standard parser; only the header fields read are decoded.
 
 The report also lists what may tie it to one of our events, strongest first in :func:`match_event`:
 signed return paths (VERP) found in its envelope headers or in the returned original, then the
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import email
 import enum
+import itertools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -22,7 +26,7 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser, HeaderParser
 from email.policy import compat32
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flufl.bounce
 
@@ -47,12 +51,23 @@ _MAX_LEGACY_BYTES = 256_000  # what the legacy detectors read: their texts come 
 ENVELOPE_HEADERS = ("To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "Return-Path")
 _ORIGINAL_SENDER_HEADERS = ("Return-Path", "Sender", "Errors-To", "From")
 _ORIGINAL_TYPES = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers")
+_REPORT_TYPES = frozenset({"message/delivery-status", "message/feedback-report"})
+# The same names lower-cased, as ``_Fields`` looks them up.
+_ENVELOPE_NAMES = tuple(name.lower() for name in ENVELOPE_HEADERS)
+_ORIGINAL_SENDER_NAMES = tuple(name.lower() for name in _ORIGINAL_SENDER_HEADERS)
+_EVENT_ID_NAME = EVENT_ID_HEADER.lower()
 
 _BOUNDARY = re.compile(rb"boundary\s*=", re.IGNORECASE)
-_DELIMITER = re.compile(rb"^--", re.MULTILINE)
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+# A header field as the standard parser reads it (its name, then the value with its continuation
+# lines), and the start of a line it takes for a header line (``email.feedparser.headerRE``).
+_FIELD = re.compile(r"([\041-\071\073-\176]+):([^\n]*\n(?:[ \t][^\n]*\n)*)")
+_HEADER_LINE = re.compile(r"From |[\041-\071\073-\176]*:|[\t ]")
+_DELIMITER_TAIL = re.compile(r"(--)?[ \t]*(?:\r?\n|\Z)")  # after "--boundary" on a delimiter line
 _STATUS = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})")
 _SPACE = re.compile(r"\s+")
+_MESSAGE_IDS = re.compile(r"<[^<>\s]{1,250}>")
+_FIELD_TYPE = re.compile(r"\s*[\w.-]{1,20}\s*")
 _DAEMON = re.compile(r"mailer-daemon|postmaster|mail delivery (subsystem|system)", re.IGNORECASE)
 _AUTOREPLY_SUBJECT = re.compile(
     r"out of (the )?office|auto(matic)?[- ]?(reply|response|antwort)|autoreply|vacation|"
@@ -164,12 +179,12 @@ def parse(
 def _refusal(raw: bytes, max_bytes: int, max_depth: int, max_parts: int) -> str | None:
     if len(raw) > max_bytes:
         return f"mail of {len(raw)} bytes is over the limit of {max_bytes}: headers only"
-    end = _HEADER_END.search(raw, 0, _MAX_HEADER_BYTES + 4)
-    if end is None and len(raw) > _MAX_HEADER_BYTES:
+    if len(raw) > _MAX_HEADER_BYTES and _HEADER_END.search(raw, 0, _MAX_HEADER_BYTES + 4) is None:
         return f"header section over {_MAX_HEADER_BYTES} bytes: headers only"
-    if len(_BOUNDARY.findall(raw)) > 2 * max_depth:
+    # Each match holds the word, so counting the word first spares the regex on ordinary mail.
+    if raw.lower().count(b"boundary") > 2 * max_depth and len(_BOUNDARY.findall(raw)) > 2 * max_depth:
         return f"more than {2 * max_depth} MIME boundaries: headers only"
-    if len(_DELIMITER.findall(raw)) > max_parts:
+    if raw.count(b"\n--") + raw.startswith(b"--") > max_parts:  # lines that start with "--"
         return f"more than {max_parts} MIME delimiter lines: headers only"
     return None
 
@@ -179,20 +194,26 @@ def _headers_only(raw: bytes) -> Report:
     head = raw[: end.end() if end else _MAX_HEADER_BYTES]
     msg = BytesHeaderParser(policy=compat32).parsebytes(head)
     report = Report(Kind.UNKNOWN)
-    _read_envelope(report, msg)
+    _read_envelope(report, _Fields(msg))
     return report
 
 
 def _parse(raw: bytes, max_recipients: int, max_depth: int, max_parts: int) -> Report:
-    msg = email.message_from_bytes(raw, policy=compat32)
+    fast = _report_tree(raw, max_depth, max_parts)
+    if fast is not None:
+        parts, too_deep = fast, False
+        msg = parts[0][0]
+    else:
+        msg = email.message_from_bytes(raw, policy=compat32)
+        parts, too_deep = _walk(msg, max_depth, max_parts)
+    fields = _Fields(msg)
     report = Report(Kind.UNKNOWN)
-    _read_envelope(report, msg)
-    parts, too_deep = _walk(msg, max_depth, max_parts)
+    _read_envelope(report, fields)
     if too_deep:
         report.errors.append(f"MIME parts deeper than {max_depth} levels skipped")
     by_type: dict[str, list[Message]] = {}
-    for part in parts:
-        by_type.setdefault(part.get_content_type(), []).append(part)
+    for part, ctype in parts:
+        by_type.setdefault(ctype, []).append(part)
     texts = by_type.get("text/plain", [])
     report.text = _part_text(texts[0])[:MAX_TEXT_CHARS].strip() if texts else ""
     originals = [part for ctype in _ORIGINAL_TYPES for part in by_type.get(ctype, [])]
@@ -204,25 +225,165 @@ def _parse(raw: bytes, max_recipients: int, max_depth: int, max_parts: int) -> R
     elif "message/delivery-status" in by_type:
         report.kind = Kind.DSN
         _read_dsn(report, by_type["message/delivery-status"][0], max_recipients)
-    elif _is_autoreply(msg, report):
+    elif _is_autoreply(fields, report):
         report.kind = Kind.AUTOREPLY
     elif not too_deep:
         _read_legacy(report, msg, raw)
     if not originals:  # a legacy bounce quotes the original in its text
-        _scan_texts(report, [part for part in parts if part.get_content_maintype() == "text"])
+        _scan_texts(report, [part for part, ctype in parts if ctype.split("/")[0] == "text"])
     return report
 
 
-def _walk(msg: Message, max_depth: int, max_parts: int) -> tuple[list[Message], bool]:
-    """The parts in document order, without descending into reports or returned originals."""
-    parts: list[Message] = []
+def _report_tree(raw: bytes, max_depth: int, max_parts: int) -> list[tuple[Message, str]] | None:
+    """What :func:`_walk` returns for the tree the standard parser builds, as far as reading a
+    report needs it, for the shape most reports have; ``None`` for any other mail, which the
+    standard parser then reads.
+
+    The standard parser handles every line in Python (and checks each against every open
+    boundary): most of the time a report takes. Here delimiter lines are found by string search
+    and header fields by one regular expression each, on the same lines and with the same
+    results. The shape: a multipart/report whose parts are not multipart, one of them a delivery
+    status or a feedback report (so nothing else is read from the tree), every header block
+    plain fields ended by a blank line, delimiters closed, no line ended by a lone CR, and the
+    whole tree within ``max_depth`` and ``max_parts``. The originals (message/* parts) keep their
+    headers only: nothing reads their bodies.
+    """
+    if max_depth < 1:
+        return None
+    text = raw.decode("ascii", "surrogateescape")  # as BytesParser does
+    if text.count("\r") != text.count("\r\n"):
+        return None
+    head = _header_block(text, 0, len(text))
+    if head is None:
+        return None
+    msg, body_at = head
+    boundary = msg.get_boundary() if msg.get_content_type() == "multipart/report" else None
+    if not boundary:
+        return None
+    delimiters = _delimiter_lines(text, body_at, "--" + boundary)
+    if len(delimiters) < 2 or delimiters[0][2] or not delimiters[-1][2] or len(delimiters) > max_parts:
+        return None
+    tree = [(msg, "multipart/report")]
+    for (_, start, _), (stop, _, _) in itertools.pairwise(delimiters):
+        part = _leaf_part(text, start, stop)
+        if part is None:
+            return None
+        tree.append(part)
+    if not _REPORT_TYPES.intersection(ctype for _, ctype in tree):
+        return None
+    msg.set_payload([part for part, _ in tree[1:]])
+    return tree
+
+
+def _read_fields(msg: Message, text: str, start: int, stop: int) -> int | None:
+    """Add the header fields at ``text[start:stop]`` to ``msg`` as the standard parser does, up to
+    the first line that is no field; where that line starts, or ``None`` if the standard parser
+    would treat it specially (a "From " line, a nameless or a leading continuation line)."""
+    at = start
+    while at < stop:
+        field = _FIELD.match(text, at, stop)
+        if field is None:
+            return None if _HEADER_LINE.match(text, at, stop) else at
+        msg.set_raw(field[1], field[2].lstrip(" \t").rstrip("\r\n"))
+        at = field.end()
+    return at
+
+
+def _blank_line_end(text: str, at: int, stop: int) -> int | None:
+    """Where the blank line at ``at`` ends, or ``None`` if there is none there."""
+    if text.startswith("\n", at) and at < stop:
+        return at + 1
+    if text.startswith("\r\n", at) and at + 1 < stop:
+        return at + 2
+    return None
+
+
+def _header_block(text: str, start: int, stop: int) -> tuple[Message, int] | None:
+    """The header block at ``text[start:stop]`` and where its body starts; ``None`` unless the
+    block is plain fields ended by a blank line."""
+    msg = Message(policy=compat32)
+    end = _read_fields(msg, text, start, stop)
+    body_at = _blank_line_end(text, end, stop) if end is not None else None
+    return (msg, body_at) if body_at is not None else None
+
+
+def _delimiter_lines(text: str, start: int, separator: str) -> list[tuple[int, int, bool]]:
+    """(start, end, closing) of each delimiter line from ``start`` (a line start) up to the first
+    closing one: the lines the standard parser takes for delimiters."""
+    found: list[tuple[int, int, bool]] = []
+    at = text.find("\n" + separator, start - 1)
+    while at >= 0:
+        line = at + 1
+        tail = _DELIMITER_TAIL.match(text, line + len(separator))
+        if tail is not None:
+            found.append((line, tail.end(), tail[1] is not None))
+            if tail[1] is not None:
+                break
+        at = text.find("\n" + separator, line)
+    return found
+
+
+def _leaf_part(text: str, start: int, stop: int) -> tuple[Message, str] | None:
+    """The part at ``text[start:stop]`` as the standard parser builds it (an original's headers
+    only), and its content type; ``None`` for an empty or multipart part, or a header block not
+    plain."""
+    head = _header_block(text, start, stop) if start < stop else None
+    if head is None:
+        return None
+    part, body_at = head
+    ctype = part.get_content_type()
+    maintype = ctype.split("/")[0]
+    if maintype == "multipart":
+        return None
+    if ctype == "message/delivery-status":
+        blocks = _status_blocks(text, body_at, stop)
+        if blocks is None:
+            return None
+        part.set_payload(blocks)
+    elif maintype == "message":
+        original = Message(policy=compat32)
+        if _read_fields(original, text, body_at, stop) is None:
+            return None
+        part.set_payload([original])
+    else:  # the line break before a delimiter belongs to the delimiter (RFC 2046)
+        body = text[body_at:stop]
+        part.set_payload(body[:-2] if body.endswith("\r\n") else body[:-1] if body.endswith("\n") else body)
+    return part, ctype
+
+
+def _status_blocks(text: str, at: int, stop: int) -> list[Message | str] | None:
+    """The field blocks of a delivery status as the standard parser splits them: one per blank
+    line (two blank lines in a row make an empty block), headers only; ``None`` if a line is
+    neither a field nor blank."""
+    blocks: list[Message | str] = []
+    while True:
+        block = Message(policy=compat32)
+        end = _read_fields(block, text, at, stop)
+        if end is None:
+            return None
+        blocks.append(block)
+        if end >= stop:
+            return blocks
+        blank_end = _blank_line_end(text, end, stop)
+        if blank_end is None:
+            return None
+        if blank_end >= stop:
+            return blocks
+        at = blank_end
+
+
+def _walk(msg: Message, max_depth: int, max_parts: int) -> tuple[list[tuple[Message, str]], bool]:
+    """The parts in document order with their content types (read once: each read parses the
+    header again), without descending into reports or returned originals."""
+    parts: list[tuple[Message, str]] = []
     too_deep = False
     stack = [(msg, 0)]
     while stack and len(parts) < max_parts:
         part, depth = stack.pop()
-        parts.append(part)
-        children = part.get_payload()
-        if not isinstance(children, list) or part.get_content_maintype() != "multipart":
+        ctype = part.get_content_type()
+        parts.append((part, ctype))
+        children = part.get_payload() if ctype.split("/")[0] == "multipart" else None
+        if not isinstance(children, list):
             continue
         if depth >= max_depth:
             too_deep = True
@@ -231,8 +392,50 @@ def _walk(msg: Message, max_depth: int, max_parts: int) -> tuple[list[Message], 
     return parts, too_deep
 
 
+class _Fields:
+    """One header block's values by lower-cased name, gathered in one pass (``Message.get`` and
+    ``get_all`` scan every header on each call). Values are read as ``Message.get`` returns them;
+    the compat32 policy changes only those with 8-bit bytes, so plain ASCII ones are kept as they are.
+    """
+
+    __slots__ = ("_by_name", "_headers")
+
+    def __init__(self, msg: Message) -> None:
+        self._headers = list(msg.raw_items())
+        self._by_name: dict[str, list[tuple[str, Any]]] = {}
+        for name, value in self._headers:
+            self._by_name.setdefault(name.lower(), []).append((name, value))
+
+    @staticmethod
+    def _fetch(name: str, value: Any) -> Any:
+        if isinstance(value, str) and value.isascii():
+            return value
+        return compat32.header_fetch_parse(name, value)
+
+    def items(self) -> list[tuple[str, Any]]:
+        """Every header, in order, as ``Message.items`` gives them."""
+        return [(name, self._fetch(name, value)) for name, value in self._headers]
+
+    def raw(self, name: str) -> Any:
+        """The first value of ``name`` (lower-case), or ``None``."""
+        values = self._by_name.get(name)
+        return self._fetch(*values[0]) if values else None
+
+    def text(self, name: str) -> str:
+        """The first value of ``name`` (lower-case) as clean text, or ``""``."""
+        values = self._by_name.get(name)
+        return _text(self._fetch(*values[0])) if values else ""
+
+    def texts(self, name: str) -> list[str]:
+        """Every value of ``name`` (lower-case, up to ``MAX_CANDIDATES``) as clean text."""
+        return [_text(self._fetch(*pair)) for pair in self._by_name.get(name, ())[:MAX_CANDIDATES]]
+
+
 def _text(value: object) -> str:
     """A header value as clean text: RFC 2047 decoded, stray 8-bit bytes replaced, one line."""
+    if isinstance(value, str) and value.isascii() and "=?" not in value:
+        # Nothing to decode (no encoded word, no 8-bit byte): what the general path returns too.
+        return _SPACE.sub(" ", value[: 4 * MAX_FIELD_CHARS]).strip()[:MAX_FIELD_CHARS]
     text = str(value)[: 4 * MAX_FIELD_CHARS]
     with contextlib.suppress(Exception):  # a broken encoded word: keep the raw text
         text = str(make_header(decode_header(text)))
@@ -240,13 +443,9 @@ def _text(value: object) -> str:
     return _SPACE.sub(" ", text).strip()[:MAX_FIELD_CHARS]
 
 
-def _header(msg: Message, name: str) -> str:
-    value = msg.get(name)
-    return _text(value) if value is not None else ""
-
-
-def _headers(msg: Message, name: str) -> list[str]:
-    return [_text(value) for value in (msg.get_all(name) or [])[:MAX_CANDIDATES]]
+def _return_paths(text: str) -> list[str]:
+    """``verp.find_return_paths``, skipping texts without the ``+`` every return path has."""
+    return verp.find_return_paths(text) if "+" in text else []
 
 
 def _add(values: list[str], found: list[str]) -> None:
@@ -255,15 +454,15 @@ def _add(values: list[str], found: list[str]) -> None:
             values.append(value)
 
 
-def _read_envelope(report: Report, msg: Message) -> None:
-    report.sender = _header(msg, "From")
-    report.subject = _header(msg, "Subject")
-    for name in ENVELOPE_HEADERS:
-        for value in _headers(msg, name):
-            _add(report.return_paths, verp.find_return_paths(value))
-    for name in ("In-Reply-To", "References"):  # an auto-reply names the message it answers
-        for value in _headers(msg, name):
-            _add(report.message_ids, re.findall(r"<[^<>\s]{1,250}>", value))
+def _read_envelope(report: Report, fields: _Fields) -> None:
+    report.sender = fields.text("from")
+    report.subject = fields.text("subject")
+    for name in _ENVELOPE_NAMES:
+        for value in fields.texts(name):
+            _add(report.return_paths, _return_paths(value))
+    for name in ("in-reply-to", "references"):  # an auto-reply names the message it answers
+        for value in fields.texts(name):
+            _add(report.message_ids, _MESSAGE_IDS.findall(value))
 
 
 def _part_text(part: Message) -> str:
@@ -289,7 +488,7 @@ def _header_blocks(part: Message) -> list[Message]:
 def _field(value: str) -> str:
     """A typed DSN field ("smtp; 550 ...", "dns; mx.example.com") without its type."""
     kind, sep, rest = value.partition(";")
-    return (rest if sep and re.fullmatch(r"\s*[\w.-]{1,20}\s*", kind) else value).strip()
+    return (rest if sep and _FIELD_TYPE.fullmatch(kind) else value).strip()
 
 
 def _address(value: str) -> str | None:
@@ -298,29 +497,29 @@ def _address(value: str) -> str | None:
 
 
 def _read_dsn(report: Report, part: Message, max_recipients: int) -> None:
-    blocks = _header_blocks(part)
-    if blocks and not (blocks[0].get("Final-Recipient") or blocks[0].get("Action")):
+    blocks = [_Fields(block) for block in _header_blocks(part)]
+    if blocks and not (blocks[0].raw("final-recipient") or blocks[0].raw("action")):
         per_message = blocks.pop(0)  # the per-message fields
-        report.reporting_mta = _field(_header(per_message, "Reporting-MTA")) or None
+        report.reporting_mta = _field(per_message.text("reporting-mta")) or None
         for _name, value in per_message.items()[:MAX_CANDIDATES]:  # e.g. X-Postfix-Sender: our VERP
-            _add(report.return_paths, verp.find_return_paths(_text(value)))
-    blocks = [b for b in blocks if b.get("Final-Recipient") or b.get("Original-Recipient")]
+            _add(report.return_paths, _return_paths(_text(value)))
+    blocks = [b for b in blocks if b.raw("final-recipient") or b.raw("original-recipient")]
     if len(blocks) > max_recipients:
         report.truncated = True
         report.errors.append(f"{len(blocks)} recipients: the first {max_recipients} kept")
     for block in blocks[:max_recipients]:
-        final = _address(_header(block, "Final-Recipient"))
-        original = _address(_header(block, "Original-Recipient"))
-        status = _STATUS.match(_header(block, "Status"))
+        final = _address(block.text("final-recipient"))
+        original = _address(block.text("original-recipient"))
+        status = _STATUS.match(block.text("status"))
         report.recipients.append(
             Recipient(
                 address=original or final or "",
-                action=_header(block, "Action").lower().split(" ")[0],
+                action=block.text("action").lower().split(" ")[0],
                 status=status[1] if status else None,
-                diagnostic=_field(_header(block, "Diagnostic-Code")),
+                diagnostic=_field(block.text("diagnostic-code")),
                 final_recipient=final,
                 original_recipient=original,
-                remote_mta=_field(_header(block, "Remote-MTA")) or None,
+                remote_mta=_field(block.text("remote-mta")) or None,
             )
         )
 
@@ -330,11 +529,11 @@ def _read_arf(report: Report, part: Message) -> None:
     if not blocks:
         report.errors.append("feedback report without fields")
         return
-    fields = blocks[0]
-    report.feedback_type = _header(fields, "Feedback-Type").lower() or None
-    report.original_mail_from = _address(_header(fields, "Original-Mail-From"))
-    report.original_rcpt_to = [a for v in _headers(fields, "Original-Rcpt-To") if (a := _address(v))]
-    _add(report.return_paths, verp.find_return_paths(report.original_mail_from or ""))
+    fields = _Fields(blocks[0])
+    report.feedback_type = fields.text("feedback-type").lower() or None
+    report.original_mail_from = _address(fields.text("original-mail-from"))
+    report.original_rcpt_to = [a for v in fields.texts("original-rcpt-to") if (a := _address(v))]
+    _add(report.return_paths, _return_paths(report.original_mail_from or ""))
 
 
 def _read_original(report: Report, part: Message) -> None:
@@ -344,12 +543,13 @@ def _read_original(report: Report, part: Message) -> None:
         headers = payload[0]
     else:
         headers = HeaderParser(policy=compat32).parsestr(_part_text(part)[:_MAX_HEADER_BYTES])
-    _add(report.message_ids, [value for value in _headers(headers, "Message-ID") if value])
-    for value in _headers(headers, EVENT_ID_HEADER):
+    fields = _Fields(headers)
+    _add(report.message_ids, [value for value in fields.texts("message-id") if value])
+    for value in fields.texts(_EVENT_ID_NAME):
         _add_event_id(report, value)
-    for name in _ORIGINAL_SENDER_HEADERS:
-        for value in _headers(headers, name):
-            _add(report.return_paths, verp.find_return_paths(value))
+    for name in _ORIGINAL_SENDER_NAMES:
+        for value in fields.texts(name):
+            _add(report.return_paths, _return_paths(value))
 
 
 def _add_event_id(report: Report, value: str) -> None:
@@ -374,15 +574,15 @@ def _scan_texts(report: Report, parts: list[Message]) -> None:
             break
 
 
-def _is_autoreply(msg: Message, report: Report) -> bool:
+def _is_autoreply(fields: _Fields, report: Report) -> bool:
     """RFC 3834 auto-replies and the usual out-of-office markers, unless a mailer daemon sent it
     (some mark their bounces ``Auto-Submitted: auto-replied`` too)."""
     if _DAEMON.search(report.sender):
         return False
     marked = (
-        _header(msg, "Auto-Submitted").lower().startswith("auto-replied")
-        or bool(msg.get("X-Autoreply") or msg.get("X-Autorespond"))
-        or _header(msg, "Precedence").lower() == "auto_reply"
+        fields.text("auto-submitted").lower().startswith("auto-replied")
+        or bool(fields.raw("x-autoreply") or fields.raw("x-autorespond"))
+        or fields.text("precedence").lower() == "auto_reply"
     )
     return marked or bool(_AUTOREPLY_SUBJECT.search(report.subject))
 

@@ -38,6 +38,7 @@ DEFAULT_PORTS = {("imap", False): 143, ("imap", True): 993, ("pop3", False): 110
 
 _FETCH_UID = re.compile(rb"\bUID (\d+)")
 _FETCH_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+_FETCH_FLAGS = re.compile(rb"\bFLAGS \(([^)]*)\)")
 _UID_CHUNK = 500  # UIDs per command line, well under servers' line limits
 
 
@@ -158,6 +159,8 @@ class ImapMailbox:
     ) -> None:
         self.settings = settings
         self._handed_out: set[str] = set()
+        self._queue: list[str] = []  # UIDs of the last search not handed out yet, oldest first
+        self._large: set[str] = set()  # those over the size limit
         self._ready_folders: set[str] = set()
         host, port = settings.host, settings.effective_port
         try:
@@ -170,11 +173,13 @@ class ImapMailbox:
             raise MailboxError(f"cannot connect to IMAP server {host}:{port}: {exc}") from exc
         try:
             self._imap.login(settings.login, settings.password)
+            # Servers announce MOVE and UIDPLUS once logged in (imaplib keeps the greeting's list).
+            announced = self._check(self._imap.capability(), "read capabilities")
             self._check(self._imap.select(_quote(settings.folder)), "open folder " + settings.folder)
         except (OSError, IMAP4.error, MailboxError) as exc:
             self._logout()
             raise MailboxError(f"IMAP server {host}:{port}: {exc}") from exc
-        capabilities = set(self._imap.capabilities)
+        capabilities = set(self._imap.capabilities) | set(_text(announced).upper().split())
         self._can_move = use_move and "MOVE" in capabilities
         self._uid_expunge = "UIDPLUS" in capabilities
 
@@ -200,30 +205,23 @@ class ImapMailbox:
             raise MailboxError(f"{what}: {exc}") from exc
 
     def fetch(self, limit: int) -> list[InboundMessage]:
-        """The next ``limit`` messages of the folder by UID; oversized ones without their body."""
-        data = self._command("search the folder", "SEARCH", "UNDELETED")
-        found = sorted(int(uid) for uid in _text(data).split())
-        uids = [uid for uid in found if str(uid) not in self._handed_out][:limit]
-        if not uids:
-            return []
-        uid_set = ",".join(map(str, uids))
-        sizes: dict[str, int] = {}
-        for item in self._command("read message sizes", "FETCH", uid_set, "(RFC822.SIZE)"):
-            line = item[0] if isinstance(item, tuple) else item
-            uid_match = _FETCH_UID.search(line) if isinstance(line, bytes) else None
-            size_match = _FETCH_SIZE.search(line) if isinstance(line, bytes) else None
-            if uid_match and size_match:
-                sizes[uid_match[1].decode()] = int(size_match[1])
-        wanted = [str(uid) for uid in uids if str(uid) in sizes]  # a UID gone meanwhile is skipped
-        small = [uid for uid in wanted if sizes[uid] <= self.settings.max_size]
-        bodies = self._bodies(small) if small else {}
-        batch = []
-        for uid in wanted:
-            too_large = sizes[uid] > self.settings.max_size
-            if not too_large and uid not in bodies:
-                continue  # expunged between the two commands: nothing to hand out
-            batch.append(InboundMessage(uid, None if too_large else bodies[uid], sizes[uid], too_large))
-            self._handed_out.add(uid)
+        """The next ``limit`` messages of the folder by UID; oversized ones without their body.
+
+        One ``UID FETCH`` per batch reads the small messages whole and their sizes; the folder is
+        searched (at most once a call) only when the UIDs found by the last search run short, so
+        a batch costs the server no pass over the folder. Meanwhile a message can only be added
+        (it comes after), or flagged deleted or expunged (it is skipped, as a search would).
+        """
+        batch: list[InboundMessage] = []
+        searched = False
+        while not batch:  # an empty batch means an empty folder: not one whose UIDs all went
+            if len(self._queue) < limit and not searched:
+                self._search()
+                searched = True
+            uids, self._queue = self._queue[:limit], self._queue[limit:]
+            if not uids:
+                break
+            batch = self._batch(uids)
         log.info(
             "Read %s message(s) from %s (%s over the size limit)",
             len(batch),
@@ -232,21 +230,58 @@ class ImapMailbox:
         )
         return batch
 
-    def _bodies(self, uids: Sequence[str]) -> dict[str, bytes]:
-        """UID -> raw message, fetched with ``BODY.PEEK[]`` so that nothing is marked seen."""
-        data = self._command("download messages", "FETCH", ",".join(uids), "(BODY.PEEK[])")
-        bodies: dict[str, bytes] = {}
-        for index, item in enumerate(data):
-            if not (isinstance(item, tuple) and len(item) == 2):
+    def _batch(self, uids: Sequence[str]) -> list[InboundMessage]:
+        """The messages of these UIDs still there and not flagged deleted; oversized ones without
+        their body (never downloaded)."""
+        small = [uid for uid in uids if uid not in self._large]
+        large = [uid for uid in uids if uid in self._large]
+        found = self._read(small, "(UID RFC822.SIZE FLAGS BODY.PEEK[])") if small else {}
+        if large:
+            found.update(self._read(large, "(UID RFC822.SIZE FLAGS)"))
+        batch = []
+        for uid in uids:
+            if uid not in found:
+                continue  # expunged since the search: nothing to hand out
+            size, flags, raw = found[uid]
+            too_large = size > self.settings.max_size
+            if b"\\DELETED" in flags.upper() or (raw is None and not too_large):
+                continue  # flagged for deletion since the search, or its body did not come: as if gone
+            batch.append(InboundMessage(uid, None if too_large else raw, size, too_large))
+            self._handed_out.add(uid)
+        return batch
+
+    def _search(self) -> None:
+        """The folder's UIDs not handed out yet, oldest first, and which of them are too large
+        to download (searched after them: one added in between is left for the next search)."""
+        data = self._command("search the folder", "SEARCH", "UNDELETED")
+        found = sorted(int(uid) for uid in _text(data).split())
+        self._queue = [str(uid) for uid in found if str(uid) not in self._handed_out]
+        if self._queue:
+            larger = f"UNDELETED LARGER {self.settings.max_size}"
+            self._large = set(_text(self._command("search large messages", "SEARCH", larger)).split())
+
+    def _read(self, uids: Sequence[str], items: str) -> dict[str, tuple[int, bytes, bytes | None]]:
+        """UID -> (RFC822.SIZE, FLAGS, raw message or ``None``) for one ``UID FETCH``."""
+        data = self._command("download messages", "FETCH", ",".join(uids), items)
+        found: dict[str, tuple[int, bytes, bytes | None]] = {}
+        index = 0
+        while index < len(data):
+            item, index = data[index], index + 1
+            if isinstance(item, tuple) and len(item) == 2:
+                # A literal, then the rest of its line: the other items may come after it too.
+                meta, raw = item[0], item[1]
+                if index < len(data) and isinstance(data[index], bytes):
+                    meta, index = meta + b" " + data[index], index + 1
+            elif isinstance(item, bytes):
+                meta, raw = item, None
+            else:
                 continue
-            # The UID usually comes before the literal, but a server may send it after.
-            after = data[index + 1] if index + 1 < len(data) else b""
-            uid_match = _FETCH_UID.search(item[0]) or (
-                _FETCH_UID.search(after) if isinstance(after, bytes) else None
-            )
-            if uid_match:
-                bodies[uid_match[1].decode()] = item[1]
-        return bodies
+            uid_match, size_match = _FETCH_UID.search(meta), _FETCH_SIZE.search(meta)
+            if uid_match is None or size_match is None:
+                continue  # an unsolicited update
+            flags = _FETCH_FLAGS.search(meta)
+            found[uid_match[1].decode()] = (int(size_match[1]), flags[1] if flags else b"", raw)
+        return found
 
     def _ensure_folder(self, folder: str) -> None:
         if folder in self._ready_folders:

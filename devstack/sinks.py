@@ -8,6 +8,8 @@ one starting with ``softbounce-`` gets ``452 4.2.2 Mailbox full`` (a soft one: r
 
 They run in threads of the demo process (so they stop with it) and stand in for real providers
 through the same Airflow connections a deployment would use (``mc_smtp``, ``mc_sms``, ``mc_push``).
+Each counts what it accepted and refused (``counts``: the demo's status line); the line per message
+goes to the ``devstack.sinks`` logger, which the demo sends to a file rather than the console.
 Their servers (``SmtpServer``, ``HttpServer``) take any handler: the benchmarks' sinks are the same
 servers with handlers that count or add a provider's latency.
 """
@@ -52,6 +54,7 @@ class _MailWriter:
         numbers = [int(p.stem) for p in directory.glob("*.eml") if p.stem.isdigit()]
         self._numbers = itertools.count(max(numbers, default=0) + 1)
         self._lock = threading.Lock()
+        self.counts = {"accepted": 0, "refused": 0}  # this run's messages, for the demo's status line
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -59,6 +62,8 @@ class _MailWriter:
         refused = refusal(address)
         if refused is not None:
             log.info("mail to %s refused: %s", address, refused)
+            with self._lock:
+                self.counts["refused"] += 1
             return refused
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -66,6 +71,7 @@ class _MailWriter:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
             number = next(self._numbers)
+            self.counts["accepted"] += 1
         path = self.directory / f"{number}.eml"
         partial = path.with_suffix(".eml.part")  # renamed when complete: a reader never sees half a mail
         return_path = f"Return-Path: <{envelope.mail_from or ''}>\r\n".encode()
@@ -121,8 +127,14 @@ class MailSink(SmtpServer):
     """
 
     def __init__(self, directory: Path, port: int = 0) -> None:
-        super().__init__(_MailWriter(directory), port)
+        self.writer = _MailWriter(directory)
+        super().__init__(self.writer, port)
         self.directory = directory
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Mails accepted (written) and recipients refused since this sink started."""
+        return dict(self.writer.counts)
 
 
 class _ProviderHandler(BaseHTTPRequestHandler):
@@ -205,10 +217,12 @@ class ProviderSink(HttpServer):
         self.logs = {"sms": directory / "sms.log", "push": directory / "push.log"}
         self.ids = itertools.count(1)
         self._lock = threading.Lock()
+        self.counts = dict.fromkeys(self.logs, 0)  # requests received since this sink started
 
     def record(self, name: str, body: Any) -> None:
         with self._lock, self.logs[name].open("a") as out:
             out.write(json.dumps(body) + "\n")
+            self.counts[name] += 1
         log.info("%s -> %s", name, self.logs[name])
 
 

@@ -473,9 +473,9 @@ PROMISE_TIMEOUT = 180.0  # for what a tour command promises (a DAG appears, a ru
 def check_tour(stack: Stack, demo_dir: Path) -> list[str]:
     """Run the README's tour as a reader would: in a shell at the root of the clone with nothing set
     but ``PATH`` and ``HOME``, command after command. After a command, wait for what the tour
-    promises of it: the archiving DAG appears when its connection is added and goes when it is
-    deleted (logging how long that took), and an immediate rerun of the backfill succeeds. The
-    problems: the first command that failed, or the promise not kept."""
+    promises of it (:func:`tour_promise`); the backfill is run twice, the second time at once, as
+    a reader who reruns it does. The problems: the first command that failed, or the promise not
+    kept."""
     commands = tour.tour_commands()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
     log.info("running the README's tour: %d commands", len(commands))
@@ -752,6 +752,10 @@ def banner(info: DemoInfo, *, running: bool, started: bool = False) -> str:
         if started
         else ""
     )
+    stop = "\n  Stop:         Ctrl-C in the console of `make demo`" if running else ""
+    secrets_kept = ", ".join(  # api-token is not written when MC_API_TOKENS gives the token
+        str(path) for path in (d / "admin-password", d / "viewer-password", d / "api-token") if path.exists()
+    )
     return f"""
 {title}
   Airflow UI:   {info.base_url}   login: admin / {info.admin_password}
@@ -770,9 +774,8 @@ def banner(info: DemoInfo, *, running: bool, started: bool = False) -> str:
   Database:     {info.mc_dsn}
   Logs:         {d / "logs"} (components; sinks.log: a line per message), {info.airflow_home / "logs"} (tasks)
   Operate it:   source {d / "env"}   then e.g. `airflow dags list`, `python -m messagecenter doctor`
-  Kept in:      {d / "admin-password"}, {d / "viewer-password"}, {d / "api-token"};
-                all of the above in {d / "env"}. Print this again: make demo-info{status}
-  Stop:         Ctrl-C in the console of `make demo`
+  Kept in:      {secrets_kept};
+                all of the above in {d / "env"}. Print this again: make demo-info{status}{stop}
 """
 
 

@@ -144,6 +144,7 @@ def _write_demo_folder(demo_dir: Path) -> None:
         demo.DSN_VAR: "host=/x dbname=messagecenter",
     }
     demo.write_env_file(demo_dir / "env", env)
+    (demo_dir / "api-token").write_text("the-token\n")
     (demo_dir / "admin-password").write_text("admin-pw\n")
     (demo_dir / "viewer-password").write_text("viewer-pw\n")
 

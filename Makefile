@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The runtime package (plugins/) and the development stack (devstack/, at the root).
 DEVPATH := PYTHONPATH=plugins:.
 
-.PHONY: demo demo-check test lint typecheck contracts docs config-docs bench lock clean
+.PHONY: demo demo-check demo-info test lint typecheck contracts docs config-docs bench lock clean
 
 # One environment for the demo, the tests and the docs: production requirements, then the development
 # stack, the test tools and the docs tools on top, then the package itself, editable (`pip install -e .`:
@@ -22,8 +22,11 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-test.txt requiremen
 demo: $(STAMP)  ## embedded PostgreSQL + Airflow + Message Center, data in .demo/ (see README)
 	$(DEVPATH) $(BIN)/python -m devstack.demo
 
-demo-check: $(STAMP)  ## the demo headless in a fresh directory: push events, wait until Sent, stop
+demo-check: $(STAMP)  ## the demo headless in a fresh directory: events until Sent, the README's tour, stop
 	$(DEVPATH) $(BIN)/python -m devstack.demo --check
+
+demo-info: $(STAMP)  ## print the demo's banner again (URLs, login, token, files) from .demo/, starting nothing
+	$(DEVPATH) $(BIN)/python -m devstack.demo --info
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,10 +18,17 @@ the signed return path an RFC 3464 delivery status notification into the demo's 
 (``.demo/bounces``, served by a small POP3 server, ``devstack.pop3``, as the ``mc_bounce_mailbox``
 connection), where ``bounceProcessing`` reads it and turns the event Delivery failed.
 
+While it runs, the console shows a status line (Airflow's components, events per status, what the
+sinks received) every ``MC_DEMO_STATUS_SECONDS`` (30) when something changed, and every ten minutes
+anyway; the line per message goes to ``.demo/logs/sinks.log``. The banner says where the login, the
+token and the environment are kept (``.demo/admin-password``, ``.demo/api-token``, ``.demo/env``);
+``make demo-info`` (``--info``) prints it again from ``.demo/`` without starting anything.
+
 ``make demo-check`` (``--check``) runs the same stack headless in a fresh directory, pushes real-time
 and batch events, waits until they are Sent, checks the mail landed with signed return paths, checks
 the bounce ended Delivery failed with its address in quarantine and the next event to it Ignored,
-checks that no DAG run failed (a first start ends green), and exits non-zero otherwise.
+checks that no DAG run failed (a first start ends green), then runs the README's tour, command by
+command (``devstack.tour``), and exits non-zero if any of that failed.
 
 Ports (override by environment): ``MC_DEMO_PORT`` Airflow (8080), ``MC_DEMO_SMTP_PORT`` SMTP (8025),
 ``MC_DEMO_SINK_PORT`` SMS/push provider (8026), ``MC_DEMO_POP3_PORT`` bounce mailbox (8110). The
@@ -44,18 +51,19 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from devstack import tour
 from devstack.pop3 import Pop3Server
 from devstack.sinks import MailSink, ProviderSink
 from devstack.stack import (
@@ -69,13 +77,19 @@ from devstack.stack import (
 )
 from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import load_settings
-from messagecenter.core.types import Channel, Status
+from messagecenter.core.types import QUEUES, Channel, Status
 from messagecenter.db import schema
 from messagecenter.feedback import quarantine, verp
+from messagecenter.intake import store
 
 log = logging.getLogger("devstack.demo")
 
 ADMIN_DSN_VAR = "MC_DEMO_ADMIN_DSN"  # in .demo/env: the demo's PostgreSQL, for --add-instance
+# Also in .demo/env, for the reader's shell (the tour) and for --info: the intake API, its token, the
+# Message Center database.
+API_VAR, TOKEN_VAR, DSN_VAR = "MC_DEMO_API", "MC_DEMO_TOKEN", "MC_DEMO_DSN"
+STATUS_SECONDS = float(os.environ.get("MC_DEMO_STATUS_SECONDS", "30"))
+STATUS_REPEAT_SECONDS = 600.0  # the status line comes back this often even when nothing changed
 MC_DB = "messagecenter"  # execution and control schemas (minimal architecture)
 AIRFLOW_DB = "messagecenter_airflow"  # Airflow metadata
 EXAMPLE_TEMPLATES = REPO / "include" / "templates" / "example.yaml"
@@ -328,6 +342,7 @@ def run(demo_dir: Path, *, check: bool) -> int:
     """Start everything, then either wait for Ctrl-C (demo) or run the end-to-end check."""
     started = time.monotonic()
     demo_dir.mkdir(parents=True, exist_ok=True)
+    messages_to_file(demo_dir / "logs" / "sinks.log")
     port = _port("MC_DEMO_PORT", 8080, check)
     smtp_port = _port("MC_DEMO_SMTP_PORT", 8025, check)
     sink_port = _port("MC_DEMO_SINK_PORT", 8026, check)
@@ -359,7 +374,11 @@ def run(demo_dir: Path, *, check: bool) -> int:
         )
         config.write_passwords_file()
         stack = resources.enter_context(Stack(config, demo_dir / "logs"))
-        write_env_file(demo_dir / "env", {**stack.env, ADMIN_DSN_VAR: admin_dsn})
+        api = f"{config.base_url}/messagecenter/api/v1"
+        write_env_file(
+            demo_dir / "env",
+            {**stack.env, ADMIN_DSN_VAR: admin_dsn, API_VAR: api, TOKEN_VAR: token, DSN_VAR: dbs.mc_dsn},
+        )
         log.info("creating / upgrading the Airflow metadata database")
         stack.migrate()
         stack.start_airflow()
@@ -367,7 +386,7 @@ def run(demo_dir: Path, *, check: bool) -> int:
         stack.wait_for_dags([*EXECUTION_DAGS, BOUNCE_DAG, PUBLISH_DAG, ARCHIVING_DAG])
         publish_on_execution(stack)
         stack.unpause([*EXECUTION_DAGS, BOUNCE_DAG])
-        intake = IntakeClient(f"{config.base_url}/messagecenter/api/v1", token)
+        intake = IntakeClient(api, token)
         intake.wait_ready()
         pushed = {queue: intake.push(queue, events) for queue, events in SAMPLE_EVENTS.items()}
         pushed["rt"].append(intake.push_soap(f"{config.base_url}/nl/jsp/soaprouter.jsp", token))
@@ -382,11 +401,20 @@ def run(demo_dir: Path, *, check: bool) -> int:
             time.monotonic() - started,
         )
         if check:
-            return check_delivery(stack, intake, pushed, demo_dir, started, bounce=(bounced, dbs.mc_dsn))
-        _banner(config, intake.base, token, demo_dir, dbs, mailbox.port)
-        while True:
-            stack.check_alive()
-            time.sleep(2)
+            problems = check_delivery(stack, intake, pushed, demo_dir, bounce=(bounced, dbs.mc_dsn))
+            if not problems:
+                problems = check_tour(stack, demo_dir)
+            problems += failed_runs(stack)  # a first start, the tour included, ends green
+            if problems:
+                log.error("demo check FAILED after %.0f s: %s", time.monotonic() - started, problems)
+                return 1
+            log.info(
+                "demo check OK: delivery, bounce and the README's tour; wall time %.0f s",
+                time.monotonic() - started,
+            )
+            return 0
+        print(banner(DemoInfo.read(demo_dir), running=True, started=True), flush=True)  # noqa: T201  (what the user reads)
+        watch(stack, StatusLine(stack, dbs.mc_dsn, mail, provider))
 
 
 def release_bounce_address(mc_dsn: str) -> None:
@@ -409,13 +437,12 @@ def check_delivery(
     intake: IntakeClient,
     pushed: dict[str, list[int]],
     demo_dir: Path,
-    started: float,
     *,
     bounce: tuple[int, str],
-) -> int:
+) -> list[str]:
     """Wait until every pushed event is Sent, the messages reached the sinks, and the bounce event
     (``bounce``: its id and the database) is Delivery failed with its address quarantined as User
-    unknown; then check that the next event to that address is Ignored. 0 when all of that happened."""
+    unknown; then check that the next event to that address is Ignored. What did not happen."""
     bounce_id, mc_dsn = bounce
     pushed_at = time.monotonic()
     deadline = pushed_at + CHECK_TIMEOUT
@@ -446,18 +473,95 @@ def check_delivery(
     problems += sink_problems(demo_dir)
     if not problems:
         problems += doctor_errors(demo_dir)
-    problems += failed_runs(stack)
-    total = time.monotonic() - started
-    if problems:
-        log.error("demo check FAILED after %.0f s (waited %.0f s for delivery): %s", total, waited, problems)
-        return 1
-    log.info(
-        "demo check OK: all events Sent, the bounce Delivery failed and its address quarantined %.0f s "
-        "after the push, the next event to it Ignored; wall time %.0f s",
-        waited,
-        total,
-    )
-    return 0
+    if not problems:
+        log.info(
+            "delivery OK: all events Sent, the bounce Delivery failed and its address quarantined "
+            "%.0f s after the push, the next event to it Ignored",
+            waited,
+        )
+    return problems
+
+
+TOUR_COMMAND_TIMEOUT = 600.0  # a backfill waits for its runs
+PROMISE_TIMEOUT = 180.0  # for what a tour command promises (a DAG appears, a run succeeds)
+
+
+def check_tour(stack: Stack, demo_dir: Path) -> list[str]:
+    """Run the README's tour as a reader would: in a shell at the root of the clone with nothing set
+    but ``PATH`` and ``HOME``, command after command. After a command, wait for what the tour
+    promises of it (:func:`tour_promise`); the backfill is run twice, the second time at once, as
+    a reader who reruns it does. The problems: the first command that failed, or the promise not
+    kept."""
+    commands = tour.tour_commands()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
+    log.info("running the README's tour: %d commands", len(commands))
+    with tour.Shell(REPO, env) as shell:
+        for command in commands:
+            runs = 2 if "archiving backfill" in command else 1  # the second: an immediate rerun
+            for _ in range(runs):
+                result = shell.run(tour.in_folder(command, demo_dir), TOUR_COMMAND_TIMEOUT)
+                log.info("tour: exit %s after %.0f s: %s", result.code, result.seconds, _one_line(command))
+                for line in result.output.strip().splitlines()[-6:]:
+                    log.info("tour:   | %s", line[:200])
+                if result.code != 0:
+                    return [f"tour command failed (exit {result.code}): {command}\n{result.output[-3000:]}"]
+            problem = tour_promise(stack, command, result.seconds)
+            if problem:
+                return [problem]
+    log.info("tour OK: its %d commands succeeded, in the README's order", len(commands))
+    return []
+
+
+def tour_promise(stack: Stack, command: str, took: float) -> str | None:
+    """What the tour says follows ``command`` (which ran for ``took`` seconds) and did not, or None:
+    a DAG turned on is on, a triggered run succeeds, an archiving DAG appears with its connection
+    and goes with it (how long that took from the start of the command is logged)."""
+    from messagecenter.airflow.registry import archiving_dag_id
+
+    if match := re.search(r"airflow dags unpause (\w+)", command):
+        dag_id = match[1]
+        return _wait(stack, f"{dag_id} on", lambda: not stack.is_paused(dag_id))
+    if match := re.search(r"airflow dags trigger (\w+)", command):
+        triggered = match[1]
+        return _wait(stack, f"the run of {triggered} succeeded", lambda: _last_run_ok(stack, triggered))
+    if match := re.search(r"airflow connections (add|delete) mc_exec_(\w+)", command):
+        added, dag_id = match[1] == "add", archiving_dag_id(match[2])
+        what = f"{dag_id} {'appeared' if added else 'went'}"
+        return _wait(stack, what, lambda: _dag_active(stack, dag_id) == added, took)
+    return None
+
+
+def _wait(stack: Stack, what: str, done: Callable[[], bool], took: float = 0) -> str | None:
+    """Wait up to ``PROMISE_TIMEOUT`` until ``done()``; log how long ``what`` took after the start
+    of a command that ran ``took`` seconds. None, or the problem."""
+    started = time.monotonic()
+    while time.monotonic() - started < PROMISE_TIMEOUT:
+        stack.check_alive()
+        if done():
+            waited = took + time.monotonic() - started
+            log.info("tour: %s %.0f s after the command started (it ran %.0f s)", what, waited, took)
+            return None
+        time.sleep(1)
+    return f"tour: not {what} {PROMISE_TIMEOUT:.0f} s after the command"
+
+
+def _dag_active(stack: Stack, dag_id: str) -> bool:
+    answer = stack.rest("GET", f"/dags/{dag_id}")
+    return answer.status_code == 200 and not answer.json().get("is_stale")
+
+
+def _last_run_ok(stack: Stack, dag_id: str) -> bool:
+    """Whether the latest run of ``dag_id`` succeeded (a failed one raises: no use waiting)."""
+    runs = stack.rest("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-run_after", "limit": 1})
+    state = (runs.json().get("dag_runs") or [{}])[0].get("state")
+    if state == "failed":
+        raise StackError(f"the latest run of {dag_id} failed (task logs: {stack.config.home / 'logs'})")
+    return state == "success"
+
+
+def _one_line(command: str) -> str:
+    text = " ".join(command.replace("\\\n", " ").split())
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def bounce_problems(
@@ -582,7 +686,10 @@ def write_env_file(path: Path, env: Mapping[str, str]) -> Path:
 
 def add_instance(name: str, instance_id: int, admin_dsn: str | None = None) -> dict[str, Any]:
     """Create the database of execution instance ``name`` on the demo's PostgreSQL (``mc_exec_<name>``),
-    install the execution schema, and return the ``mc_exec_<name>`` connection to add (JSON form)."""
+    install the execution schema (what ``python -m messagecenter db upgrade --schema execution`` does),
+    and return the ``mc_exec_<name>`` connection to add (JSON form), of the type the "Add connection"
+    form shows as "Message Center execution instance"."""
+    from messagecenter.airflow.connection_types import EXECUTION_CONN_TYPE
     from messagecenter.airflow.registry import check_instance_name
 
     admin_dsn = admin_dsn or os.environ.get(ADMIN_DSN_VAR)
@@ -595,39 +702,200 @@ def add_instance(name: str, instance_id: int, admin_dsn: str | None = None) -> d
     dsn = _dsn_for(admin_dsn, dbname)
     with psycopg.connect(dsn) as conn:
         schema.upgrade(conn, "execution")
-    return postgres_connection(dsn, instance_id=instance_id)
+    return {**postgres_connection(dsn, instance_id=instance_id), "conn_type": EXECUTION_CONN_TYPE}
 
 
-def _banner(
-    config: AirflowConfig, api: str, token: str, demo_dir: Path, dbs: Databases, mailbox_port: int
-) -> None:
+@dataclass(frozen=True)
+class DemoInfo:
+    """What the banner shows, read back from the demo folder (``env`` and the password files), so
+    that ``--info`` prints it again without starting anything."""
+
+    demo_dir: Path
+    base_url: str
+    api: str
+    token: str
+    admin_password: str
+    viewer_password: str
+    mc_dsn: str
+    airflow_home: Path
+
+    @classmethod
+    def read(cls, demo_dir: Path) -> DemoInfo:
+        """:raises StackError: no demo ran in ``demo_dir`` yet (or an older one, without these)."""
+        env = read_env_file(demo_dir / "env")
+        try:
+            return cls(
+                demo_dir=demo_dir,
+                base_url=env["AIRFLOW__API__BASE_URL"],
+                api=env[API_VAR],
+                token=env[TOKEN_VAR],
+                admin_password=(demo_dir / "admin-password").read_text().strip(),
+                viewer_password=(demo_dir / "viewer-password").read_text().strip(),
+                mc_dsn=env[DSN_VAR],
+                airflow_home=Path(env["AIRFLOW_HOME"]),
+            )
+        except (KeyError, OSError) as exc:
+            raise StackError(f"{demo_dir} lacks {exc}: start the demo once with `make demo`") from None
+
+    def running(self) -> bool:
+        """Whether the demo's Airflow answers (the demo is running)."""
+        try:
+            return httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=3).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of ``.demo/env`` (written by :func:`write_env_file`).
+
+    :raises StackError: there is none: the demo never ran in that folder.
+    """
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise StackError(f"no demo in {path.parent}: `make demo` starts one there") from None
+    env = {}
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if len(words) == 2 and words[0] == "export" and "=" in words[1]:
+            name, _, value = words[1].partition("=")
+            env[name] = value
+    return env
+
+
+def banner(info: DemoInfo, *, running: bool, started: bool = False) -> str:
+    """The demo's URLs, logins, token and files; ``running``: whether it runs now; ``started``: the
+    demo's own console, just started (the status lines follow), rather than ``--info``."""
+    d = info.demo_dir
     sample = json.dumps(SAMPLE_EVENTS["rt"][0])
-    print(  # noqa: T201  (the one thing the user reads)
-        f"""
-Message Center demo is running (the execution workflows are on; sample events were pushed)
-  Airflow UI:   {config.base_url}   login: admin / {config.admin_password}
-                (read-only user: viewer / {config.viewer_password})
-  Page:         {config.base_url}/plugin/messagecenter   (Browse > Message Center)
-  Intake API:   {api}   (OpenAPI: {config.base_url}/messagecenter/docs)
-  SOAP (Campaign's PushEvent): {config.base_url}/nl/jsp/soaprouter.jsp   sessiontoken: mc/<the token>
-  API token:    {token}
-  Push:         curl -s -X POST {api}/events/rt -H 'Authorization: Bearer {token}' \\
+    if started:
+        title = "Message Center demo is running (the execution workflows are on; sample events were pushed)"
+    elif running:
+        title = f"Message Center demo in {d}: running"
+    else:
+        title = f"Message Center demo in {d}: NOT running (`make demo` starts it again); its settings:"
+    status = (
+        f"\n  Status:       a line below every {STATUS_SECONDS:.0f} s when something changed"
+        if started
+        else ""
+    )
+    stop = "\n  Stop:         Ctrl-C in the console of `make demo`" if running else ""
+    secrets_kept = ", ".join(  # api-token is not written when MC_API_TOKENS gives the token
+        str(path) for path in (d / "admin-password", d / "viewer-password", d / "api-token") if path.exists()
+    )
+    return f"""
+{title}
+  Airflow UI:   {info.base_url}   login: admin / {info.admin_password}
+                (read-only user: viewer / {info.viewer_password})
+  Page:         {info.base_url}/plugin/messagecenter   (Browse > Message Center)
+  Intake API:   {info.api}   (OpenAPI: {info.base_url}/messagecenter/docs)
+  SOAP (Campaign's PushEvent): {info.base_url}/nl/jsp/soaprouter.jsp   sessiontoken: mc/<the token>
+  API token:    {info.token}
+  Push:         curl -s -X POST {info.api}/events/rt -H 'Authorization: Bearer {info.token}' \\
                   -H 'Content-Type: application/json' -d '{sample}'
-  Read:         curl -s {api}/events/rt/<id> -H 'Authorization: Bearer {token}'
-  Mail:         {demo_dir / "mail"}/<n>.eml    SMS / push: {demo_dir / "sms.log"}, {demo_dir / "push.log"}
+  Read:         curl -s {info.api}/events/rt/<id> -H 'Authorization: Bearer {info.token}'
+  Mail:         {d / "mail"}/<n>.eml    SMS / push: {d / "sms.log"}, {d / "push.log"}
   Bounces:      the SMTP server refuses bounce-<x>@... (550 user unknown) and softbounce-<x>@... (452
                 mailbox full); {BOUNCE_EVENT["email"]} was refused, and is quarantined within a
                 minute: `python -m messagecenter quarantine list` (after sourcing the env, below);
                 dsnbounce-<x>@... is accepted, then bounced with a DSN into the bounce mailbox
-                ({demo_dir / "bounces"}, POP3 on 127.0.0.1:{mailbox_port}), which {BOUNCE_DAG} reads
-                every 5 minutes (or trigger it): the event ends Delivery failed
-  Database:     {dbs.mc_dsn}
-  Logs:         {demo_dir / "logs"} (components), {config.home / "logs"} (tasks)
-  Operate it:   source {demo_dir / "env"}   then e.g. `airflow dags list`, `python -m messagecenter doctor`
-  Stop:         Ctrl-C
-""",
-        flush=True,
-    )
+                ({d / "bounces"}, served over POP3), which bounceProcessing reads every 5 minutes
+  Database:     {info.mc_dsn}
+  Logs:         {d / "logs"} (components; sinks.log: a line per message), {info.airflow_home / "logs"} (tasks)
+  Operate it:   source {d / "env"}   then e.g. `airflow dags list`, `python -m messagecenter doctor`
+  Kept in:      {secrets_kept};
+                all of the above in {d / "env"}. Print this again: make demo-info{status}{stop}
+"""
+
+
+def messages_to_file(path: Path) -> None:
+    """Send the sinks' line per message to ``path`` instead of the console, where 2,000 mails
+    would bury the banner and the status lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    sinks_log = logging.getLogger("devstack.sinks")
+    for old in list(sinks_log.handlers):  # a second run in the same process (tests)
+        sinks_log.removeHandler(old)
+        old.close()
+    sinks_log.addHandler(handler)
+    sinks_log.setLevel(logging.INFO)
+    sinks_log.propagate = False
+
+
+# Status codes as the status line counts them (0 and 1 are both still to be delivered).
+_STATUS_WORDS = {
+    Status.PENDING: "pending",
+    Status.PENDING_DELIVERY: "pending",
+    Status.SENT: "sent",
+    Status.IGNORED: "ignored",
+    Status.FAILED: "failed",
+    Status.NOT_TAKEN_INTO_ACCOUNT: "no template",
+    Status.EXPIRED: "expired",
+}
+
+
+class StatusLine:
+    """The console's status line: Airflow's components, the events per status, what the sinks got."""
+
+    def __init__(self, stack: Stack, mc_dsn: str, mail: MailSink, provider: ProviderSink) -> None:
+        self.stack, self.mc_dsn, self.mail, self.provider = stack, mc_dsn, mail, provider
+
+    def read(self) -> tuple[str, bool]:
+        """The line, and whether everything is healthy."""
+        airflow, healthy = self._airflow()
+        try:
+            events = self._events()
+        except psycopg.Error as exc:
+            events, healthy = f"events: database unreachable ({str(exc).strip()[:200]})", False
+        mail, sms_push = self.mail.counts, self.provider.counts
+        sinks = (
+            f"sinks: {mail['accepted']} mail(s) ({mail['refused']} refused), "
+            f"{sms_push['sms']} SMS, {sms_push['push']} push"
+        )
+        return f"status: {airflow} | {events} | {sinks}", healthy
+
+    def _airflow(self) -> tuple[str, bool]:
+        up = sum(c.process.poll() is None for c in self.stack.components.values())
+        processes = f"{up}/{len(self.stack.components)} Airflow processes up"
+        try:
+            health = httpx.get(f"{self.stack.config.base_url}/api/v2/monitor/health", timeout=5).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return f"{processes}, health unreadable ({exc!r})", False
+        unhealthy = [
+            name
+            for name, part in health.items()
+            if isinstance(part, dict) and part.get("status") != "healthy"
+        ]
+        if unhealthy:
+            return f"{processes}, NOT healthy: {', '.join(unhealthy)}", False
+        return f"{processes}, healthy", up == len(self.stack.components)
+
+    def _events(self) -> str:
+        counts: dict[str, int] = dict.fromkeys(("sent", "failed", "ignored", "pending"), 0)
+        with psycopg.connect(self.mc_dsn, connect_timeout=5) as conn:
+            for queue in QUEUES:
+                for code, number in store.status_counts(conn, queue).items():
+                    word = _STATUS_WORDS[Status(code)]
+                    counts[word] = counts.get(word, 0) + number
+        total = sum(counts.values())
+        return f"events: {total} pushed, " + ", ".join(f"{n} {word}" for word, n in counts.items())
+
+
+def watch(stack: Stack, status: StatusLine) -> NoReturn:
+    """Until Ctrl-C: stop if a component dies; log the status line every ``STATUS_SECONDS`` when
+    it changed, and every ``STATUS_REPEAT_SECONDS`` anyway (a warning when something is wrong)."""
+    last, last_at, next_at = "", 0.0, 0.0
+    while True:
+        stack.check_alive()
+        now = time.monotonic()
+        if now >= next_at:
+            line, healthy = status.read()
+            if line != last or now - last_at >= STATUS_REPEAT_SECONDS:
+                log.log(logging.INFO if healthy else logging.WARNING, "%s", line)
+                last, last_at = line, now
+            next_at = now + STATUS_SECONDS
+        time.sleep(2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -637,10 +905,25 @@ def main(argv: list[str] | None = None) -> int:
         "--add-instance",
         metavar="NAME",
         help="with the demo running and `source .demo/env`: create the database of execution instance "
-        "NAME on the demo's PostgreSQL and print the `airflow connections add` command that registers it",
+        "NAME on the demo's PostgreSQL, migrate it, and print its connection as JSON, for "
+        "`airflow connections add mc_exec_NAME --conn-json ...` (or the fields of the UI's form)",
     )
     parser.add_argument("--instance-id", type=int, default=2, help="instance_id of --add-instance (2)")
+    parser.add_argument(
+        "--info",
+        action="store_true",
+        help="print the banner (URLs, logins, token, files) from .demo/ without starting anything "
+        "(make demo-info)",
+    )
     args = parser.parse_args(argv)
+    if args.info:
+        try:
+            info = DemoInfo.read(Path(os.environ.get("MC_DEMO_DIR", ".demo")).resolve())
+        except StackError as exc:
+            print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+            return 1
+        print(banner(info, running=info.running()))  # noqa: T201
+        return 0
     if args.add_instance:
         logging.basicConfig(level=logging.WARNING)
         try:
@@ -648,8 +931,7 @@ def main(argv: list[str] | None = None) -> int:
         except (StackError, ConfigError, psycopg.Error) as exc:
             print(f"error: {exc}", file=sys.stderr)  # noqa: T201
             return 1
-        conn_id = f"mc_exec_{args.add_instance}"
-        print(f"airflow connections add {conn_id} --conn-json {shlex.quote(json.dumps(connection))}")  # noqa: T201
+        print(json.dumps(connection))  # noqa: T201
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "pgserver", "mail.log"):

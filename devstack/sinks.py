@@ -12,6 +12,8 @@ mailbox directory that ``devstack.pop3`` serves, where ``bounceProcessing`` read
 
 They run in threads of the demo process (so they stop with it) and stand in for real providers
 through the same Airflow connections a deployment would use (``mc_smtp``, ``mc_sms``, ``mc_push``).
+Each counts what it accepted and refused (``counts``: the demo's status line); the line per message
+goes to the ``devstack.sinks`` logger, which the demo sends to a file rather than the console.
 Their servers (``SmtpServer``, ``HttpServer``) take any handler: the benchmarks' sinks are the same
 servers with handlers that count or add a provider's latency.
 """
@@ -171,6 +173,8 @@ class _MailWriter:
     def __init__(self, directory: Path, bounces: Path | None = None) -> None:
         self.mail = MailFolder(directory)
         self.bounces = MailFolder(bounces) if bounces is not None else None
+        self._lock = threading.Lock()
+        self.counts = {"accepted": 0, "refused": 0}  # this run's messages, for the demo's status line
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -178,6 +182,8 @@ class _MailWriter:
         refused = refusal(address)
         if refused is not None:
             log.info("mail to %s refused: %s", address, refused)
+            with self._lock:
+                self.counts["refused"] += 1
             return refused
         envelope.rcpt_tos.append(address)
         return "250 OK"
@@ -186,6 +192,8 @@ class _MailWriter:
         content = envelope.original_content or envelope.content
         bounced = [rcpt for rcpt in envelope.rcpt_tos if bounced_later(rcpt)]
         delivered = [rcpt for rcpt in envelope.rcpt_tos if not bounced_later(rcpt)]
+        with self._lock:
+            self.counts["accepted"] += 1
         if delivered:
             return_path = f"Return-Path: <{envelope.mail_from or ''}>\r\n".encode()
             path = self.mail.add(return_path + content)
@@ -251,9 +259,15 @@ class MailSink(SmtpServer):
     """
 
     def __init__(self, directory: Path, port: int = 0, *, bounces: Path | None = None) -> None:
-        super().__init__(_MailWriter(directory, bounces), port)
+        self.writer = _MailWriter(directory, bounces)
+        super().__init__(self.writer, port)
         self.directory = directory
         self.bounces = bounces
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Mails accepted (written) and recipients refused since this sink started."""
+        return dict(self.writer.counts)
 
 
 class _ProviderHandler(BaseHTTPRequestHandler):
@@ -336,10 +350,12 @@ class ProviderSink(HttpServer):
         self.logs = {"sms": directory / "sms.log", "push": directory / "push.log"}
         self.ids = itertools.count(1)
         self._lock = threading.Lock()
+        self.counts = dict.fromkeys(self.logs, 0)  # requests received since this sink started
 
     def record(self, name: str, body: Any) -> None:
         with self._lock, self.logs[name].open("a") as out:
             out.write(json.dumps(body) + "\n")
+            self.counts[name] += 1
         log.info("%s -> %s", name, self.logs[name])
 
 

@@ -175,8 +175,17 @@ def cmd_archiving_remove(args: argparse.Namespace) -> int:
     if not actions.unregister_instance(args.instance):
         print(f"error: {args.instance} is not registered", file=sys.stderr)
         return 1
-    _emit(f"{args.instance} unregistered; {registry.archiving_dag_id(args.instance)} goes at the next parse")
+    _emit(f"{args.instance} unregistered; {registry.archiving_dag_id(args.instance)} is gone")
     return 0
+
+
+def cmd_archiving_backfill(args: argparse.Namespace) -> int:
+    result = actions.backfill_archiving(
+        args.instance, args.from_date, args.to_date, wait=not args.no_wait, timeout=args.timeout
+    )
+    _print_json(result)
+    unfinished = {"queued", "running"} & result["runs"].keys()
+    return 1 if "failed" in result["runs"] or (unfinished and not args.no_wait) else 0
 
 
 def cmd_archiving_list(args: argparse.Namespace) -> int:
@@ -387,6 +396,26 @@ def build_parser() -> argparse.ArgumentParser:
     remove = arc_sub.add_parser("remove", help="remove an instance registered with `archiving create`")
     remove.add_argument("instance")
     remove.set_defaults(func=cmd_archiving_remove)
+    back = arc_sub.add_parser(
+        "backfill",
+        help="re-archive a period: backfill mcArchiving_<instance>, every hour of the range rerun "
+        "(waits for a backfill of it still running, then for its own runs)",
+    )
+    back.add_argument("instance", help="the <instance> of mcArchiving_<instance>")
+    back.add_argument(
+        "--from-date", required=True, help="first hour (ISO 8601, e.g. 2026-11-01T00:00:00+00:00)"
+    )
+    back.add_argument("--to-date", required=True, help="last hour (ISO 8601)")
+    back.add_argument(
+        "--no-wait", action="store_true", help="return once created, without waiting for its runs"
+    )
+    back.add_argument(
+        "--timeout",
+        type=float,
+        default=600,
+        help="seconds to wait for a running backfill, then its runs (600)",
+    )
+    back.set_defaults(func=cmd_archiving_backfill)
     ls = arc_sub.add_parser("list", help="the instances archived, with their archiving DAG")
     ls.set_defaults(func=cmd_archiving_list)
 

@@ -165,7 +165,8 @@ def sync_registry(session: Any) -> bool:
     """Mirror the metadata DB's ``mc_exec_*`` connections into registry Variables; True if changed.
 
     Variables of the explicit action are kept while their connection is absent (it may live in a
-    secrets backend); mirrored ones go with their connection, and so does the DAG.
+    secrets backend); mirrored ones go with their connection, and so does the DAG, at once
+    (:func:`deactivate_dag`).
     """
     from airflow.models.connection import Connection
     from airflow.models.variable import Variable
@@ -192,6 +193,7 @@ def sync_registry(session: Any) -> bool:
     for name, description in existing.items():
         if name not in wanted and description.startswith("Mirrored from connection"):
             Variable.delete(VARIABLE_PREFIX + name, session=session)
+            deactivate_dag(session, name)
             log.info(
                 "Execution instance %s unregistered: connection %s%s is gone", name, EXEC_CONN_PREFIX, name
             )
@@ -215,13 +217,34 @@ def add_instance(session: Any, name: str) -> str:
 
 
 def remove_instance(session: Any, name: str) -> bool:
-    """Remove ``name`` from the registry (its DAG goes once reparsed); False if it was not registered."""
+    """Remove ``name`` from the registry, and its DAG at once; False if it was not registered."""
     from airflow.models.variable import Variable
 
     deleted = Variable.delete(VARIABLE_PREFIX + check_instance_name(name), session=session)
     if deleted:
+        deactivate_dag(session, name)
         request_reparse(session)
     return bool(deleted)
+
+
+def deactivate_dag(session: Any, name: str) -> None:
+    """Mark the archiving DAG of ``name`` stale now, as the dag-processor does for a DAG its file no
+    longer defines, but only once the file was parsed again more than ``stale_dag_threshold`` (50 s)
+    after the DAG's last parse, checked every ``parsing_cleanup_interval`` (60 s): measured on the
+    demo, a deleted connection's DAG stayed 117 s. Left alone while a connection in this process's
+    environment still defines it; and if the DAG file still defines it elsewhere, the reparse
+    requested with it makes it active again."""
+    from airflow.models.dag import DagModel
+    from sqlalchemy import update
+
+    if name in env_instances():
+        return
+    session.execute(
+        update(DagModel)
+        .where(DagModel.dag_id == archiving_dag_id(name), DagModel.is_stale.is_(False))
+        .values(is_stale=True)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def request_reparse(session: Any) -> None:

@@ -92,9 +92,23 @@ def test_a_connection_added_with_the_airflow_cli_yields_its_dag_and_removal_drop
         files = {r.relative_fileloc for r in session.query(DagPriorityParsingRequest)}
     assert registry.ARCHIVING_DAG_FILE in files
 
+    airflow("dags", "reserialize")  # as the dag-processor stores it
+    assert dag_is_stale("mcArchiving_gamma") is False
     airflow("connections", "delete", "mc_exec_gamma")
     assert sync() is True
     assert archiving_dag_ids(dagbag()) == {"mcArchiving_paris"}
+    # Gone from Airflow at once, not once the dag-processor's stale check comes round (117 s measured).
+    assert dag_is_stale("mcArchiving_gamma") is True
+    assert dag_is_stale("mcArchiving_paris") is False  # its connection is in the environment
+
+
+def dag_is_stale(dag_id: str) -> bool | None:
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session(scoped=False) as session:
+        return session.scalar(select(DagModel.is_stale).where(DagModel.dag_id == dag_id))
 
 
 def test_a_failed_registry_lookup_keeps_the_last_known_dags(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,6 +87,16 @@ def airflow(*args: str) -> str:
     return result.stdout
 
 
+def messagecenter(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "messagecenter", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": "plugins"},
+        check=False,
+    )
+
+
 def fingerprint(conn: psycopg.Connection[Any], table: str, low: datetime, high: datetime) -> tuple[int, str]:
     return conn.execute(  # type: ignore[return-value]
         "SELECT count(*),"
@@ -121,11 +132,18 @@ def test_backfill_re_archives_exactly_the_period_without_duplicates(
             )
 
             airflow("dags", "reserialize")
-            airflow(
-                "backfill", "create", "--dag-id", "mcArchiving_paris",
-                "--from-date", (day + timedelta(hours=1)).isoformat(),
-                "--to-date", (day + timedelta(hours=3)).isoformat(),
-            )  # fmt: skip
+            period_args = ("--from-date", (day + timedelta(hours=1)).isoformat(),
+                           "--to-date", (day + timedelta(hours=3)).isoformat())  # fmt: skip
+            created = messagecenter("archiving", "backfill", "paris", *period_args, "--no-wait")
+            assert created.returncode == 0, created.stderr[-3000:]
+            assert json.loads(created.stdout)["runs"] == {"queued": 3}
+            # No scheduler here marks it complete: a second one is refused, clearly, after --timeout.
+            again = messagecenter("archiving", "backfill", "paris", *period_args, "--timeout", "1")
+            assert again.returncode == 1
+            backfill_id = json.loads(created.stdout)["backfill_id"]
+            assert f"error: backfill {backfill_id} of mcArchiving_paris is still running" in again.stderr
+            assert "one backfill per DAG at a time" in again.stderr
+            assert "Traceback" not in again.stderr
             runs = backfill_runs("mcArchiving_paris")
             assert [(r[1] - day, r[2] - day) for r in runs] == [
                 (timedelta(hours=h), timedelta(hours=h + 1)) for h in (1, 2, 3)

@@ -180,7 +180,10 @@ def _qualify(item: Feedback, qualify: Qualifier) -> Qualification | None:
 
 
 def _outcome(item: Feedback, found: Qualification | None) -> str:
-    if found is not None and found.type == FailureType.IGNORED:
+    """What the log records. A failure the provider reports stays a failure whatever its type (an
+    ignored type only spares the address's quarantine); other news the rules call ignored, such
+    as an auto-reply or a delay warning, changes no status."""
+    if item.kind != "failed" and found is not None and found.type == FailureType.IGNORED:
         return "ignored"
     return item.kind
 

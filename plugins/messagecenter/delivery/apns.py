@@ -30,7 +30,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 import httpcore
@@ -261,13 +260,6 @@ class ApnsTransport(DeadlineTransport):
             deadline=self.deadline,
         )
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
 
     def send(self, message: OutgoingMessage) -> SendResult:
         """Send one message; never raises for a delivery problem, the result says what happened."""

@@ -18,6 +18,7 @@ import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import httpcore
@@ -215,3 +216,11 @@ class DeadlineTransport:
         self.max_rate = max_rate
         self._client: DeadlineClient | None = None
         self._error: str | None = None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """Close the chunk's client (the transport may be opened again for the next chunk)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()

@@ -85,22 +85,6 @@ def ui(pg_admin_dsn: str, template_db: str, tmp_path_factory: pytest.TempPathFac
         drop_database(pg_admin_dsn, names[1])
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1800"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
 def open_page(driver: Any, ui: Ui, user: str, password: str) -> None:
     """Log in through Airflow's real form, open the page from the UI, and switch into its frame."""
     from selenium.webdriver.common.by import By

@@ -1,6 +1,6 @@
 """Delivery over SMPP: (a) the delivery pipeline with the SMPP transport against an SMSC answering
 each ``submit_sm`` after 20 ms, next to (b) a raw smpplib client with as many binds and the same
-window on the same SMSC (smpp34's server behind the test link, tests/support/smsc.py); (c) receipts
+window on the same SMSC (smpp34's server behind the test link, devstack/smsc.py); (c) receipts
 applied per second (``apply_receipts`` of N receipts for N sent logs, in batches of 200).
 
     PYTHONPATH=plugins:. .venv/bin/python bench/delivery_smpp_vs_raw.py   # make bench: all of them
@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import smpplib.client
 import smpplib.smpp
-from tests.support.smsc import Decision, running_smsc
+from devstack.smsc import Decision, running_smsc
 
 from bench.harness import env
 from bench.harness.databases import Databases

@@ -1,5 +1,5 @@
 """SMS over SMPP through the delivery pipeline, against an SMSC we did not write (smpp34's server,
-tests/support/smsc.py): what the SMSC receives, the receipts and what they do to the logs, faults."""
+devstack/smsc.py): what the SMSC receives, the receipts and what they do to the logs, faults."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from messagecenter.intake import store
 from messagecenter.intake.decode import event_from_dict
 from messagecenter.templates.files import parse_templates
 from messagecenter.templates.publishing import publish_templates
-from tests.support.smsc import Decision, Smsc, Submit, receipt_text, running_smsc
+from devstack.smsc import Decision, Smsc, Submit, receipt_text, running_smsc
 
 SETTINGS = ProcessingSettings(retry_backoff_seconds=0, max_tries=3, deliver_chunk=100, min_shard_size=1000)
 TEMPLATES = {"templates": [{"event_type": "OTP", "channel": "sms", "text": "{{ ctx.text }}"}]}

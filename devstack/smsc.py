@@ -26,7 +26,7 @@ from typing import Any
 
 import smpp34
 
-from tests.support.sinks import free_port
+from devstack.sinks import free_port
 
 STATES = {"DELIVRD": 2, "EXPIRED": 3, "DELETED": 4, "UNDELIV": 5, "ACCEPTD": 6, "UNKNOWN": 7, "REJECTD": 8}
 

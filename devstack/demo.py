@@ -4,9 +4,11 @@ Starts an embedded PostgreSQL (``pgserver``, data in ``.demo/pgdata``), or uses 
 ``MC_DSN`` names, where the demo creates its databases: the Airflow metadata database and the Message
 Center database (minimal architecture: the execution and control schemas in one database). Loads the
 example templates, starts Airflow (API server with the intake API under ``/messagecenter``,
-scheduler, DAG processor; LocalExecutor), a local SMTP server, a fake SMS/push provider and a POP3
-bounce mailbox, turns the execution workflows on (``bounceProcessing`` too) and pushes a few sample
-events. Ctrl-C stops everything it started; a second run reuses ``.demo/``.
+scheduler, DAG processor; LocalExecutor), a local SMTP server, the SMS and push simulators
+(:mod:`devstack.simulators`: an SMSC over SMPP with delivery receipts, FCM HTTP v1, APNs over HTTP/2)
+and a POP3 bounce mailbox, turns the execution workflows on (``bounceProcessing`` and
+``smsReceipts`` too) and pushes a few sample events (e-mail, SMS, Android and iOS push). Ctrl-C
+stops everything it started; a second run reuses ``.demo/``.
 
 The local SMTP server refuses ``bounce-*`` recipients (``550 5.1.1 ... User unknown``) and
 ``softbounce-*`` ones (``452 4.2.2 Mailbox full``), as a receiving server would: the demo pushes one
@@ -31,8 +33,8 @@ checks that no DAG run failed (a first start ends green), then runs the README's
 command (``devstack.tour``), and exits non-zero if any of that failed.
 
 Ports (override by environment): ``MC_DEMO_PORT`` Airflow (8080), ``MC_DEMO_SMTP_PORT`` SMTP (8025),
-``MC_DEMO_SINK_PORT`` SMS/push provider (8026), ``MC_DEMO_POP3_PORT`` bounce mailbox (8110). The
-check picks free ports unless they are set.
+``MC_DEMO_SMSC_PORT`` SMSC (2775), ``MC_DEMO_POP3_PORT`` bounce mailbox (8110); the push simulators
+take free ports. The check picks free ports unless they are set.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ from psycopg.conninfo import make_conninfo
 
 from devstack import tour
 from devstack.pop3 import Pop3Server
-from devstack.sinks import MailSink, ProviderSink
+from devstack.simulators import Simulators
+from devstack.sinks import MailSink
 from devstack.stack import (
     EXECUTION_DAGS,
     REPO,
@@ -98,6 +101,9 @@ ARCHIVING_DAG = "mcArchiving_local"  # from the mc_exec_local connection
 CHECK_TIMEOUT = float(os.environ.get("MC_DEMO_CHECK_TIMEOUT", "240"))
 BOUNCE_DOMAIN = "bounces.example.com"  # mc_smtp's return_path_domain: VERP return paths end here
 BOUNCE_DAG = "bounceProcessing"  # reads the demo's bounce mailbox (mc_bounce_mailbox, POP3)
+RECEIPTS_DAG = "smsReceipts"  # reads the SMSC's delivery receipts (mc_sms, SMPP)
+IOS_DEVICE_TOKEN = "5f0c1a7e" * 8  # an APNs device token: 32 bytes in hex
+SAMPLE_SMS_NUMBER = "+33612345678"
 
 SAMPLE_EVENTS: dict[str, list[dict[str, Any]]] = {
     "rt": [
@@ -107,7 +113,7 @@ SAMPLE_EVENTS: dict[str, list[dict[str, Any]]] = {
             "language": "en",
             "ctx": {"firstName": "Ann", "orderId": "1234"},
         },
-        {"type": "OTP", "channel": "sms", "mobile_phone": "+33612345678", "ctx": {"code": "4711"}},
+        {"type": "OTP", "channel": "sms", "mobile_phone": SAMPLE_SMS_NUMBER, "ctx": {"code": "4711"}},
     ],
     "batch": [
         {
@@ -119,6 +125,12 @@ SAMPLE_EVENTS: dict[str, list[dict[str, Any]]] = {
             "type": "ORDER_SHIPPED",
             "channel": "android",
             "push_token": "demo-device-1",
+            "ctx": {"orderId": "1234"},
+        },
+        {
+            "type": "ORDER_SHIPPED",
+            "channel": "ios",
+            "push_token": IOS_DEVICE_TOKEN,
             "ctx": {"orderId": "1234"},
         },
     ],
@@ -259,7 +271,7 @@ def _port(name: str, default: int, check: bool) -> int:
 
 
 def connections_env(
-    dbs: Databases, mail: MailSink, provider: ProviderSink, mailbox: Pop3Server | None = None
+    dbs: Databases, mail: MailSink, providers: Simulators, mailbox: Pop3Server | None = None
 ) -> dict[str, str]:
     """The ``AIRFLOW_CONN_*`` variables every component gets (one database plays both roles), with
     ``mc_bounce_mailbox`` when there is a bounce ``mailbox``."""
@@ -270,8 +282,7 @@ def connections_env(
         "mc_control": postgres_connection(dbs.mc_dsn),
         "mc_exec_local": postgres_connection(dbs.mc_dsn, instance_id=1),
         "mc_smtp": smtp,
-        "mc_sms": provider.connection("sms"),
-        "mc_push": provider.connection("push"),
+        **providers.connections(),  # mc_sms (SMPP), mc_push_android (FCM), mc_push_ios (APNs)
     }
     if mailbox is not None:
         conns["mc_bounce_mailbox"] = mailbox.connection()
@@ -345,7 +356,7 @@ def run(demo_dir: Path, *, check: bool) -> int:
     messages_to_file(demo_dir / "logs" / "sinks.log")
     port = _port("MC_DEMO_PORT", 8080, check)
     smtp_port = _port("MC_DEMO_SMTP_PORT", 8025, check)
-    sink_port = _port("MC_DEMO_SINK_PORT", 8026, check)
+    smsc_port = _port("MC_DEMO_SMSC_PORT", 2775, check)
     pop3_port = _port("MC_DEMO_POP3_PORT", 8110, check)
     with ExitStack() as resources:
         admin_dsn = resources.enter_context(postgres(demo_dir))
@@ -354,7 +365,7 @@ def run(demo_dir: Path, *, check: bool) -> int:
         token = api_token(demo_dir)
         bounces = demo_dir / "bounces"
         mail = resources.enter_context(MailSink(demo_dir / "mail", smtp_port, bounces=bounces))
-        provider = resources.enter_context(ProviderSink(demo_dir, sink_port))
+        providers = resources.enter_context(Simulators(demo_dir, smsc_port=smsc_port))
         mailbox = resources.enter_context(
             Pop3Server(bounces, _secret_file(demo_dir / "bounce-password"), pop3_port)
         )
@@ -366,7 +377,7 @@ def run(demo_dir: Path, *, check: bool) -> int:
             admin_password=_secret_file(demo_dir / "admin-password", lambda: secrets.token_urlsafe(12)),
             viewer_password=_secret_file(demo_dir / "viewer-password", lambda: secrets.token_urlsafe(12)),
             extra={
-                **connections_env(dbs, mail, provider, mailbox),
+                **connections_env(dbs, mail, providers, mailbox),
                 **feedback_env(demo_dir, f"http://127.0.0.1:{port}"),
                 "MC_API_TOKENS": token,
                 "MC_INSTANCE_ID": "1",
@@ -383,9 +394,9 @@ def run(demo_dir: Path, *, check: bool) -> int:
         stack.migrate()
         stack.start_airflow()
         stack.wait_healthy()
-        stack.wait_for_dags([*EXECUTION_DAGS, BOUNCE_DAG, PUBLISH_DAG, ARCHIVING_DAG])
+        stack.wait_for_dags([*EXECUTION_DAGS, BOUNCE_DAG, RECEIPTS_DAG, PUBLISH_DAG, ARCHIVING_DAG])
         publish_on_execution(stack)
-        stack.unpause([*EXECUTION_DAGS, BOUNCE_DAG])
+        stack.unpause([*EXECUTION_DAGS, BOUNCE_DAG, RECEIPTS_DAG])
         intake = IntakeClient(api, token)
         intake.wait_ready()
         pushed = {queue: intake.push(queue, events) for queue, events in SAMPLE_EVENTS.items()}
@@ -403,7 +414,7 @@ def run(demo_dir: Path, *, check: bool) -> int:
         if check:
             problems = check_delivery(stack, intake, pushed, demo_dir, bounce=(bounced, dbs.mc_dsn))
             if not problems:
-                problems = check_tour(stack, demo_dir)
+                problems = check_tour(stack, demo_dir, dbs.mc_dsn)
             problems += failed_runs(stack)  # a first start, the tour included, ends green
             if problems:
                 log.error("demo check FAILED after %.0f s: %s", time.monotonic() - started, problems)
@@ -414,7 +425,7 @@ def run(demo_dir: Path, *, check: bool) -> int:
             )
             return 0
         print(banner(DemoInfo.read(demo_dir), running=True, started=True), flush=True)  # noqa: T201  (what the user reads)
-        watch(stack, StatusLine(stack, dbs.mc_dsn, mail, provider))
+        watch(stack, StatusLine(stack, dbs.mc_dsn, mail, providers))
 
 
 def release_bounce_address(mc_dsn: str) -> None:
@@ -449,15 +460,18 @@ def check_delivery(
     statuses: dict[tuple[str, int], tuple[int, str]] = {}
     bounced: tuple[int, str] = (-1, "not read")
     address = quarantine.AddressState("email", BOUNCE_EVENT["email"], quarantine.AddressStatus.VALID)
+    receipt = False
     while time.monotonic() < deadline:
         stack.check_alive()
         statuses = {(q, i): intake.status(q, i) for q, ids in pushed.items() for i in ids}
         bounced = intake.status("rt", bounce_id)
         address = bounce_address_state(mc_dsn)
+        receipt = _sms_delivered(mc_dsn, SAMPLE_SMS_NUMBER)
         if (
             all(code == Status.SENT for code, _ in statuses.values())
             and bounced[0] == Status.FAILED
             and address.status == quarantine.AddressStatus.QUARANTINE
+            and receipt
         ):
             break
         time.sleep(2)
@@ -469,14 +483,16 @@ def check_delivery(
         for (q, i), (code, name) in statuses.items()
         if code != Status.SENT
     ]
+    if not receipt:
+        problems.append(f"no delivery receipt applied to the SMS to {SAMPLE_SMS_NUMBER}")
     problems += bounce_problems(stack, intake, (bounce_id, bounced), address, deadline)
     problems += sink_problems(demo_dir)
     if not problems:
         problems += doctor_errors(demo_dir)
     if not problems:
         log.info(
-            "delivery OK: all events Sent, the bounce Delivery failed and its address quarantined "
-            "%.0f s after the push, the next event to it Ignored",
+            "delivery OK: all events Sent, the SMS receipt applied, the bounce Delivery failed and its "
+            "address quarantined %.0f s after the push, the next event to it Ignored",
             waited,
         )
     return problems
@@ -486,7 +502,7 @@ TOUR_COMMAND_TIMEOUT = 600.0  # a backfill waits for its runs
 PROMISE_TIMEOUT = 180.0  # for what a tour command promises (a DAG appears, a run succeeds)
 
 
-def check_tour(stack: Stack, demo_dir: Path) -> list[str]:
+def check_tour(stack: Stack, demo_dir: Path, mc_dsn: str) -> list[str]:
     """Run the README's tour as a reader would: in a shell at the root of the clone with nothing set
     but ``PATH`` and ``HOME``, command after command. After a command, wait for what the tour
     promises of it (:func:`tour_promise`); the backfill is run twice, the second time at once, as
@@ -505,18 +521,27 @@ def check_tour(stack: Stack, demo_dir: Path) -> list[str]:
                     log.info("tour:   | %s", line[:200])
                 if result.code != 0:
                     return [f"tour command failed (exit {result.code}): {command}\n{result.output[-3000:]}"]
-            problem = tour_promise(stack, command, result.seconds)
+            problem = tour_promise(stack, command, result.seconds, mc_dsn)
             if problem:
                 return [problem]
     log.info("tour OK: its %d commands succeeded, in the README's order", len(commands))
     return []
 
 
-def tour_promise(stack: Stack, command: str, took: float) -> str | None:
+def tour_promise(stack: Stack, command: str, took: float, mc_dsn: str) -> str | None:
     """What the tour says follows ``command`` (which ran for ``took`` seconds) and did not, or None:
     a DAG turned on is on, a triggered run succeeds, an archiving DAG appears with its connection
-    and goes with it (how long that took from the start of the command is logged)."""
+    and goes with it (how long that took from the start of the command is logged), an SMS is
+    delivered (its receipt applied), a push per platform is Sent."""
     from messagecenter.airflow.registry import archiving_dag_id
+
+    if match := re.search(r'"mobile_phone": "([^"]+)"', command):
+        number = match[1]
+        return _wait(stack, f"the SMS to {number} delivered", lambda: _sms_delivered(mc_dsn, number), took)
+    if platforms := re.findall(r'"channel": "(android|ios)"', command):
+        return _wait(
+            stack, f"a push Sent to {' and '.join(platforms)}", lambda: _pushed(mc_dsn, platforms), took
+        )
 
     if match := re.search(r"airflow dags unpause (\w+)", command):
         dag_id = match[1]
@@ -543,6 +568,30 @@ def _wait(stack: Stack, what: str, done: Callable[[], bool], took: float = 0) ->
             return None
         time.sleep(1)
     return f"tour: not {what} {PROMISE_TIMEOUT:.0f} s after the command"
+
+
+def _sms_delivered(mc_dsn: str, number: str) -> bool:
+    """Whether an SMS to ``number`` was Sent and its delivery receipt said delivered."""
+    with psycopg.connect(mc_dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT 1 FROM mc.delivery_log"
+            " WHERE channel = %s AND address = %s AND status = %s AND delivery = 1",
+            (Channel.SMS, number, Status.SENT),
+        ).fetchone()
+    return row is not None
+
+
+def _pushed(mc_dsn: str, platforms: list[str]) -> bool:
+    """Whether a push to each of ``platforms`` was Sent in the last two minutes."""
+    with psycopg.connect(mc_dsn, autocommit=True) as conn:
+        return all(
+            conn.execute(
+                "SELECT 1 FROM mc.delivery_log WHERE channel = %s AND status = %s"
+                " AND created > now() - interval '2 minutes'",
+                (Channel[platform.upper()], Status.SENT),
+            ).fetchone()
+            for platform in platforms
+        )
 
 
 def _dag_active(stack: Stack, dag_id: str) -> bool:
@@ -620,8 +669,8 @@ def sink_problems(demo_dir: Path) -> list[str]:
         if not first.startswith("Return-Path:") or verp.event_id_from(return_path, key) is None:
             problems.append(f"{mail} has no signed VERP return path: {first!r}")
     log.info("mail files: %s", ", ".join(p.name for p in mails[-wanted_mails:]))
-    for name, wanted in (("sms", "sms"), ("push", "android")):
-        expected = _sample_count(wanted)
+    for name, channels in (("sms", ("sms",)), ("push", ("android", "ios"))):
+        expected = sum(_sample_count(channel) for channel in channels)
         path = demo_dir / f"{name}.log"
         got = len(path.read_text().splitlines()) if path.exists() else 0
         if got < expected:
@@ -794,7 +843,8 @@ def banner(info: DemoInfo, *, running: bool, started: bool = False) -> str:
   Push:         curl -s -X POST {info.api}/events/rt -H 'Authorization: Bearer {info.token}' \\
                   -H 'Content-Type: application/json' -d '{sample}'
   Read:         curl -s {info.api}/events/rt/<id> -H 'Authorization: Bearer {info.token}'
-  Mail:         {d / "mail"}/<n>.eml    SMS / push: {d / "sms.log"}, {d / "push.log"}
+  Mail:         {d / "mail"}/<n>.eml
+  SMS / push:   {d / "sms.log"} (the SMSC, SMPP; a +999... number gets UNDELIV), {d / "push.log"} (FCM, APNs)
   Bounces:      the SMTP server refuses bounce-<x>@... (550 user unknown) and softbounce-<x>@... (452
                 mailbox full); {BOUNCE_EVENT["email"]} was refused, and is quarantined within a
                 minute: `python -m messagecenter quarantine list` (after sourcing the env, below);
@@ -838,7 +888,7 @@ _STATUS_WORDS = {
 class StatusLine:
     """The console's status line: Airflow's components, the events per status, what the sinks got."""
 
-    def __init__(self, stack: Stack, mc_dsn: str, mail: MailSink, provider: ProviderSink) -> None:
+    def __init__(self, stack: Stack, mc_dsn: str, mail: MailSink, provider: Simulators) -> None:
         self.stack, self.mc_dsn, self.mail, self.provider = stack, mc_dsn, mail, provider
 
     def read(self) -> tuple[str, bool]:

@@ -29,7 +29,7 @@ import time
 import urllib.parse
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -90,7 +90,7 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365))  # a demo may run for days
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
@@ -413,6 +413,7 @@ class FakeFcm(HttpServer):
         self.problems: list[str] = []
         self.requests = 0
         self.clients: set[tuple[str, int]] = set()
+        self.on_received: Callable[[str, dict[str, Any]], None] | None = None  # token, message accepted
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -428,6 +429,8 @@ class FakeFcm(HttpServer):
     def add(self, received: FcmReceived) -> None:
         with self._lock:
             self.received.append(received)
+        if self.on_received is not None:
+            self.on_received(received.token, received.message)
 
     def count_request(self, client: tuple[str, int]) -> None:
         with self._lock:
@@ -504,6 +507,7 @@ class FakeApns:
         self.goaways = 0
         self.requests = 0
         self.open_connections: set[_ApnsProtocol] = set()
+        self.on_received: Callable[[str, dict[str, Any]], None] | None = None  # token, payload accepted
         self._verified: dict[str, float] = {}  # provider token -> its iat (signature checked once)
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -573,13 +577,14 @@ class FakeApns:
             extra = {"retry-after": scripted.retry_after} if scripted.retry_after else {}
             return scripted.status, answer, extra
         apns_id = headers.get("apns-id") or str(uuid.uuid4())
+        payload = json.loads(body)
         with self._lock:
             self.received.append(
-                ApnsReceived(
-                    token, headers, json.loads(body), headers["authorization"][7:], connection, stream_id
-                )
+                ApnsReceived(token, headers, payload, headers["authorization"][7:], connection, stream_id)
             )
             self.answered_ids.append(apns_id)
+        if self.on_received is not None:
+            self.on_received(token, payload)
         return 200, None, {"apns-id": apns_id}
 
     def _provider_token_problem(self, authorization: str) -> str | None:

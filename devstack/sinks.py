@@ -1,5 +1,5 @@
-"""Local message sinks for the demo: an SMTP server that keeps each mail as a ``.eml`` file, and an
-HTTP server that plays the SMS and push providers and appends each JSON body it receives to a log.
+"""Local message sinks for the demo: an SMTP server that keeps each mail as a ``.eml`` file (the SMS
+and push providers are simulators of their own protocols: ``devstack.simulators``).
 
 The mail sink also refuses some recipients as a real receiving server would, so that the demo shows
 what happens after a refusal: a local part starting with ``bounce-`` gets ``550 5.1.1 ... User
@@ -10,9 +10,9 @@ and then bounced the way Postfix's bounce daemon does it: an RFC 3464 delivery s
 goes to the message's envelope sender (the signed VERP return path), here a file of the bounce
 mailbox directory that ``devstack.pop3`` serves, where ``bounceProcessing`` reads it.
 
-They run in threads of the demo process (so they stop with it) and stand in for real providers
-through the same Airflow connections a deployment would use (``mc_smtp``, ``mc_sms``, ``mc_push``).
-Each counts what it accepted and refused (``counts``: the demo's status line); the line per message
+They run in threads of the demo process (so they stop with it) and stand in for a real provider
+through the same Airflow connection a deployment would use (``mc_smtp``).
+The mail sink counts what it accepted and refused (``counts``: the demo's status line); the line per message
 goes to the ``devstack.sinks`` logger, which the demo sends to a file rather than the console.
 Their servers (``SmtpServer``, ``HttpServer``) take any handler: the benchmarks' sinks are the same
 servers with handlers that count or add a provider's latency.
@@ -21,7 +21,6 @@ servers with handlers that count or add a provider's latency.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import re
 import secrets
@@ -270,35 +269,6 @@ class MailSink(SmtpServer):
         return dict(self.writer.counts)
 
 
-class _ProviderHandler(BaseHTTPRequestHandler):
-    server: ProviderSink
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        name = self.path.strip("/").split("/")[0]
-        if name not in self.server.logs:
-            self._answer(404, {"error": f"unknown endpoint {self.path}"})
-            return
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            self._answer(400, {"error": "body is not JSON"})
-            return
-        self.server.record(name, body)
-        self._answer(200, {"id": f"{name}-{next(self.server.ids)}"})
-
-    def _answer(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # record() logs what matters
-
-
 class HttpServer(ThreadingHTTPServer):
     """An HTTP server on ``127.0.0.1:port`` answering with ``handler`` in threads of this process.
 
@@ -335,28 +305,6 @@ class HttpServer(ThreadingHTTPServer):
             "port": self.port,
             "extra": {"endpoint": f"/{name}"},
         }
-
-
-class ProviderSink(HttpServer):
-    """A fake SMS / push provider on ``127.0.0.1:port``: ``POST /sms`` and ``POST /push`` append the
-    JSON body as one line to ``<directory>/sms.log`` / ``push.log`` and answer ``200 {"id": ...}``.
-
-    Use as a context manager; ``connection(name)`` is the ``mc_sms`` / ``mc_push`` connection.
-    """
-
-    def __init__(self, directory: Path, port: int = 0) -> None:
-        super().__init__(_ProviderHandler, port)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.logs = {"sms": directory / "sms.log", "push": directory / "push.log"}
-        self.ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self.counts = dict.fromkeys(self.logs, 0)  # requests received since this sink started
-
-    def record(self, name: str, body: Any) -> None:
-        with self._lock, self.logs[name].open("a") as out:
-            out.write(json.dumps(body) + "\n")
-            self.counts[name] += 1
-        log.info("%s -> %s", name, self.logs[name])
 
 
 def free_port() -> int:

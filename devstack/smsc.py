@@ -1,4 +1,4 @@
-"""An SMSC for the SMPP tests and benchmark: the ``smpp34`` package's server (a Rust SMPP 3.4
+"""An SMSC for the demo, the SMPP tests and the benchmark: the ``smpp34`` package's server (a Rust SMPP 3.4
 server with a Python API, not ours), driven by a small adapter of ours that decides each answer,
 notes every ``submit_sm`` it received and sends SMPP 3.4 appendix B delivery receipts (with the
 ``receipted_message_id`` and ``message_state`` TLVs), store-and-forward: a receipt is sent to a bind
@@ -28,6 +28,7 @@ import smpp34
 
 from devstack.sinks import free_port
 
+REDELIVER_SECONDS = 1.0  # a receipt handed to a session but not seen on its link is sent again after this
 STATES = {"DELIVRD": 2, "EXPIRED": 3, "DELETED": 4, "UNDELIV": 5, "ACCEPTD": 6, "UNKNOWN": 7, "REJECTD": 8}
 
 
@@ -84,6 +85,9 @@ class Smsc:
     _next_id: int = 1_000_000_000
     _loop: asyncio.AbstractEventLoop | None = None
     _queue: asyncio.Queue[tuple[str, bytes, list[Any], str, str]] | None = None
+    # Receipts handed to a session but not yet seen on a link, by id: when was it, and the receipt.
+    # A session that had just died swallows its deliver_sm; the SMSC then sends it again.
+    _dispatched: dict[str, tuple[float, tuple[str, bytes, list[Any], str, str]]] = field(default_factory=dict)
 
     def new_id(self) -> str:
         self._next_id += 1
@@ -162,6 +166,7 @@ async def _serve(smsc: Smsc, ready: threading.Event, stop: asyncio.Event) -> Non
             if receivers:
                 # smpp34 1.5.0 does not match the ESME's deliver_sm_resp to its deliver_sm (it
                 # answers it generic_nack): the link in front of it reads the answers instead.
+                smsc._dispatched[item[0]] = (time.monotonic(), item)
                 spawn(
                     _quietly(
                         receivers[0].deliver_sm(
@@ -175,6 +180,15 @@ async def _serve(smsc: Smsc, ready: threading.Event, stop: asyncio.Event) -> Non
     async def dispatch() -> None:
         while True:
             spawn(deliver(await queue.get()))
+
+    async def redeliver_lost() -> None:
+        """Send again a receipt no link forwarded within REDELIVER_SECONDS (its session was gone)."""
+        while True:
+            await asyncio.sleep(0.2)
+            now = time.monotonic()
+            for message_id, (at, item) in list(smsc._dispatched.items()):
+                if now - at > REDELIVER_SECONDS and smsc._dispatched.pop(message_id, None) is not None:
+                    queue.put_nowait(item)
 
     async def answer(ev: Any) -> None:
         submit = Submit(
@@ -220,6 +234,7 @@ async def _serve(smsc: Smsc, ready: threading.Event, stop: asyncio.Event) -> Non
             queue.put_nowait(receipt)
 
     spawn(dispatch())
+    spawn(redeliver_lost())
     ready.set()
     next_event = asyncio.ensure_future(server.next())
     stopped = asyncio.ensure_future(stop.wait())
@@ -243,10 +258,17 @@ async def _serve(smsc: Smsc, ready: threading.Event, stop: asyncio.Event) -> Non
 
 @contextlib.contextmanager
 def running_smsc(
-    decide: Callable[[Submit], Decision] | None = None, *, answer_delay: float = 0.0, **faults: Any
+    decide: Callable[[Submit], Decision] | None = None,
+    *,
+    answer_delay: float = 0.0,
+    port: int = 0,
+    **faults: Any,
 ) -> Iterator[Smsc]:
-    """Start the SMSC and the link in front of it on free ports, on threads of their own."""
-    smsc = Smsc(free_port(), free_port(), decide or (lambda submit: Decision()), answer_delay, **faults)
+    """Start the SMSC and the link in front of it, on threads of their own: ESMEs connect to
+    ``port`` (0: a free one), the server listens on a free port behind it."""
+    smsc = Smsc(
+        port or free_port(), free_port(), decide or (lambda submit: Decision()), answer_delay, **faults
+    )
     ready = threading.Event()
     holder: dict[str, Any] = {}
 
@@ -318,7 +340,10 @@ class _Link:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):  # wakes the accept() under way: nothing is accepted after
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
+        self._thread.join(5)
 
     def _accept(self) -> None:
         while True:
@@ -326,7 +351,11 @@ class _Link:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(("127.0.0.1", self.smsc.server_port))
+            try:
+                server = socket.create_connection(("127.0.0.1", self.smsc.server_port))
+            except OSError:  # the server is stopping
+                client.close()
+                continue
             outstanding: dict[int, tuple[str, bytes, list[Any], str, str]] = {}
             args = (client, server, outstanding)
             threading.Thread(target=self._upstream, args=args, daemon=True).start()
@@ -392,6 +421,7 @@ class _Link:
                     )
                     with self._lock:
                         outstanding[sequence] = item
+                    self.smsc._dispatched.pop(receipted, None)
                 client.sendall(frame)
                 if command_id in BIND_RESPS and self.smsc.garbage:
                     garbage, self.smsc.garbage = self.smsc.garbage, b""

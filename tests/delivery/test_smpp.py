@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from devstack.smsc import REDELIVER_SECONDS, Decision, Smsc, Submit, receipt_text, running_smsc
 
 from messagecenter import execution
 from messagecenter.airflow.transports import transport_for
@@ -33,7 +34,6 @@ from messagecenter.intake import store
 from messagecenter.intake.decode import event_from_dict
 from messagecenter.templates.files import parse_templates
 from messagecenter.templates.publishing import publish_templates
-from devstack.smsc import Decision, Smsc, Submit, receipt_text, running_smsc
 
 SETTINGS = ProcessingSettings(retry_backoff_seconds=0, max_tries=3, deliver_chunk=100, min_shard_size=1000)
 TEMPLATES = {"templates": [{"event_type": "OTP", "channel": "sms", "text": "{{ ctx.text }}"}]}
@@ -329,7 +329,8 @@ def test_receipts_not_stored_are_delivered_again(conn, monkeypatch) -> None:
             drain_receipts(smpp_receiver(), Failing, get_settings().feedback, lifetime_seconds=3)
         smsc.wait_for(lambda: smsc.receipts_refused != [])
         assert smsc.receipts_acked == []
-        read_receipts(conn, smsc, 1.5)
+        # Long enough for the SMSC's redelivery when its first try went to the session just closed.
+        read_receipts(conn, smsc, 2 * REDELIVER_SECONDS + 1.5)
         smsc.wait_for(lambda: len(smsc.receipts_acked) == 1)
 
 

@@ -12,13 +12,23 @@ import sys
 import time
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
-import httpx
 import psutil
+import psycopg
 import pytest
 from devstack import demo
-from devstack.sinks import MailSink, ProviderSink
+from devstack.simulators import Simulators
+from devstack.sinks import MailSink
 from devstack.stack import AirflowConfig, Stack, StackError, postgres_connection, sqlalchemy_uri
+
+from messagecenter.airflow.readers import delivery_findings
+from messagecenter.airflow.transports import smpp_receiver
+from messagecenter.core.settings import get_settings
+from messagecenter.execution.receipts import drain_receipts
+from messagecenter.templates.files import load_template_file
+from messagecenter.templates.publishing import publish_templates
+from tests.support.builders import push, run_batch
 
 
 def _mail(to: str, subject: str) -> EmailMessage:
@@ -75,21 +85,84 @@ def test_the_refused_texts_qualify_as_campaign_would() -> None:
     assert refusal("ann.bounce-x@example.com") is None
 
 
-def test_provider_sink_logs_each_json_body_per_endpoint(tmp_path: Path) -> None:
-    with ProviderSink(tmp_path) as sink:
-        base = f"http://127.0.0.1:{sink.port}"
-        first = httpx.post(f"{base}/sms", json={"to": "+33612345678", "text": "Your code is 4711"})
-        httpx.post(f"{base}/push", json={"token": "t1", "title": "Shipped"})
-        unknown = httpx.post(f"{base}/fax", json={})
-        not_json = httpx.post(f"{base}/sms", content=b"{")
-    assert first.status_code == 200
-    assert first.json()["id"].startswith("sms-")
-    assert (unknown.status_code, not_json.status_code) == (404, 400)
-    assert [json.loads(line) for line in (tmp_path / "sms.log").read_text().splitlines()] == [
-        {"to": "+33612345678", "text": "Your code is 4711"}
-    ]
-    assert json.loads((tmp_path / "push.log").read_text())["token"] == "t1"
-    assert sink.connection("push")["extra"] == {"endpoint": "/push"}
+PROVIDERS = {"mc_sms": "smpp", "mc_push_android": "fcm", "mc_push_ios": "apns"}
+
+
+def test_the_demo_simulators_take_an_sms_and_a_push_per_platform_over_the_real_protocols(
+    tmp_path: Path, conn: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the demo's connections point at: the SMSC over SMPP (a receipt per SMS, UNDELIV for a
+    +999 number), FCM with its OAuth2 server, APNs over HTTP/2 and TLS; each accepted message is a
+    line of sms.log or push.log, and the receipts turn the delivery logs delivered or failed."""
+    dbs = demo.Databases(mc_dsn="host=/tmp/pg dbname=mc", airflow_dsn="host=/tmp/pg dbname=af")
+    with MailSink(tmp_path / "mail") as mail, Simulators(tmp_path) as providers:
+        env = demo.connections_env(dbs, mail, providers)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        conn_types = {
+            name: json.loads(env[f"AIRFLOW_CONN_{name.upper()}"])["conn_type"] for name in PROVIDERS
+        }
+        assert conn_types == PROVIDERS
+        publish_templates(conn, load_template_file(demo.EXAMPLE_TEMPLATES))
+        sms, dead, android, ios = push(
+            conn,
+            "batch",
+            {"type": "OTP", "channel": "sms", "mobile_phone": "+33612345678", "ctx": {"code": "4711"}},
+            {"type": "OTP", "channel": "sms", "mobile_phone": "+999123", "ctx": {"code": "1"}},
+            {"type": "ORDER_SHIPPED", "channel": "android", "push_token": "dev-1", "ctx": {"orderId": "7"}},
+            {
+                "type": "ORDER_SHIPPED",
+                "channel": "ios",
+                "push_token": demo.IOS_DEVICE_TOKEN,
+                "ctx": {"orderId": "7"},
+            },
+        )
+        run_batch(conn)
+        dsn = conn.info.dsn
+        providers.smsc.wait_for(lambda: providers.smsc.pending_receipts == 2)
+        drain_receipts(
+            smpp_receiver(),
+            lambda: psycopg.connect(dsn, autocommit=True),
+            get_settings().feedback,
+            lifetime_seconds=2,
+        )
+        assert providers.counts == {"sms": 2, "push": 2}
+        # The doctor probes each provider where its connection type reaches it (not mc_push: unused).
+        probed = {f.what: (f.level, f.message) for f in delivery_findings()}
+        assert set(probed) == {
+            "mc_smtp (email)",
+            "mc_sms (sms)",
+            "mc_push_android (android)",
+            "mc_push_ios (ios)",
+        }
+        assert {level for level, _ in probed.values()} == {"ok"}
+        assert f"smpp://127.0.0.1:{providers.smsc.port}" in probed["mc_sms (sms)"][1]
+    [sms_probe] = [f for f in delivery_findings() if f.what == "mc_sms (sms)"]
+    assert sms_probe.level == "error"  # the SMSC stopped
+    assert "does not answer" in sms_probe.message
+    logs = {
+        row[0]: row[1:]
+        for row in conn.execute("SELECT event_id, status, delivery, failure_type FROM mc.delivery_log")
+    }
+    assert logs[sms] == (2, 1, None)  # Sent, then delivered by its receipt
+    assert demo._sms_delivered(dsn, "+33612345678")  # what demo-check waits for
+    assert logs[dead][:2] == (4, 2)  # Delivery failed by its UNDELIV receipt
+    assert logs[android] == logs[ios] == (2, None, None)
+    texts = [json.loads(line) for line in (tmp_path / "sms.log").read_text().splitlines()]
+    assert texts[0] | {"from": "MCDEMO"} == texts[0]
+    assert {t["to"]: t["part_text"] for t in texts} == {
+        "33612345678": "Your code is 4711",
+        "999123": "Your code is 1",
+    }
+    pushes = {p["platform"]: p for p in map(json.loads, (tmp_path / "push.log").read_text().splitlines())}
+    assert pushes["android"]["token"] == "dev-1"
+    assert pushes["ios"]["token"] == demo.IOS_DEVICE_TOKEN
+    assert (
+        pushes["ios"]["aps"] | {"badge": 1, "sound": "default", "thread-id": "orders"} == pushes["ios"]["aps"]
+    )
+    assert pushes["ios"]["aps"]["alert"] == {"title": "Shipped", "body": "Order 7 is on its way"}
+    android = pushes["android"]["android"]
+    assert (android["collapse_key"], android["notification"]["sound"]) == ("order-shipped", "default")
 
 
 # A component that forks one child in its process group and one that escapes it with setsid(), then
@@ -199,7 +272,7 @@ def test_demo_feedback_settings_sign_with_a_private_secret_and_point_at_the_api(
 
 def test_demo_smtp_connection_sends_with_a_verp_return_path(tmp_path: Path) -> None:
     dbs = demo.Databases(mc_dsn="host=/tmp/pg dbname=mc", airflow_dsn="host=/tmp/pg dbname=af")
-    with MailSink(tmp_path / "mail") as mail, ProviderSink(tmp_path) as provider:
+    with MailSink(tmp_path / "mail") as mail, Simulators(tmp_path) as provider:
         env = demo.connections_env(dbs, mail, provider)
     smtp = json.loads(env["AIRFLOW_CONN_MC_SMTP"])
     assert smtp["extra"]["return_path_domain"] == demo.BOUNCE_DOMAIN

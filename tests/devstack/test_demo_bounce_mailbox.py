@@ -20,7 +20,8 @@ import psycopg
 import pytest
 from devstack import demo
 from devstack.pop3 import Pop3Server
-from devstack.sinks import MailSink, ProviderSink
+from devstack.simulators import Simulators
+from devstack.sinks import MailSink
 
 from messagecenter import execution
 from messagecenter.core.settings import get_settings
@@ -191,7 +192,7 @@ def test_demo_registers_the_bounce_mailbox_for_every_component(tmp_path: Path) -
     dbs = demo.Databases(mc_dsn="host=/tmp/pg dbname=mc", airflow_dsn="host=/tmp/pg dbname=af")
     with (
         MailSink(tmp_path / "mail", bounces=tmp_path / "bounces") as mail,
-        ProviderSink(tmp_path) as provider,
+        Simulators(tmp_path) as provider,
         Pop3Server(tmp_path / "bounces", PASSWORD) as pop,
     ):
         env = demo.connections_env(dbs, mail, provider, pop)

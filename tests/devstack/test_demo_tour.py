@@ -17,7 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from devstack import demo, tour
-from devstack.sinks import MailSink, ProviderSink
+from devstack.simulators import Simulators
+from devstack.sinks import MailSink
 from devstack.stack import AirflowConfig, Stack
 
 from messagecenter.cli import build_parser
@@ -44,6 +45,9 @@ def test_the_tour_runs_the_readme_code_blocks_in_order() -> None:
         "airflow connections delete mc_exec_paris",
         "archiving backfill",
         "quarantine list",
+        '"channel": "sms"',
+        '"channel": "android"',
+        '"channel": "ios"',
     )
     for needle in wanted:
         assert any(needle in command for command in commands), needle
@@ -126,7 +130,7 @@ def test_the_status_line_counts_events_and_says_when_airflow_is_not_healthy(
     with (
         Stack(config, tmp_path / "logs") as stack,
         MailSink(tmp_path / "mail") as mail,
-        ProviderSink(tmp_path) as provider,
+        Simulators(tmp_path) as provider,
     ):
         line, healthy = demo.StatusLine(stack, db_dsn, mail, provider).read()
     assert not healthy  # nothing answers on port 1

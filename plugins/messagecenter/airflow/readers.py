@@ -198,8 +198,11 @@ def feedback_setup_findings(settings: Settings) -> list[Finding]:
 
 
 def delivery_findings() -> list[Finding]:
-    """mc_smtp answers EHLO; mc_sms and mc_push accept a TCP connection (network probes)."""
-    from messagecenter.airflow.transports import http_api_from_airflow
+    """mc_smtp answers EHLO; each SMS and push provider accepts a TCP connection where its
+    connection type reaches it (network probes): the SMSC of an ``smpp`` connection, the base URL
+    of an ``fcm`` or ``apns`` one, the endpoint of an ``http`` one. The generic ``mc_push`` is
+    probed only when a platform has no connection of its own (it is not used otherwise)."""
+    from messagecenter.airflow.transports import PUSH_CONN_IDS
 
     findings = []
     try:
@@ -210,14 +213,44 @@ def delivery_findings() -> list[Finding]:
         host, port = smtp.host or "localhost", int(smtp.port or 25)
         problem = probes.probe_smtp(host, port)
         findings.append(doctor.check_delivery(SMTP_CONN_ID, "email", problem, f"{host}:{port}"))
-    for conn_id, channel in ((SMS_CONN_ID, "sms"), (PUSH_CONN_ID, "push")):
+    providers = [(SMS_CONN_ID, "sms")]
+    platforms = [(conn_id, channel.label) for channel, conn_id in PUSH_CONN_IDS.items() if _defined(conn_id)]
+    if len(platforms) < len(PUSH_CONN_IDS):
+        providers.append((PUSH_CONN_ID, "push"))
+    for conn_id, channel in providers + platforms:
         try:
-            url = http_api_from_airflow(conn_id).url
+            target = _provider_address(conn_id)
         except ConfigError as exc:
             findings.append(doctor.check_delivery(conn_id, channel, str(exc)))
             continue
-        findings.append(doctor.check_delivery(conn_id, channel, probes.probe_http(url), url))
+        findings.append(doctor.check_delivery(conn_id, channel, probes.probe_http(target), target))
     return findings
+
+
+def _defined(conn_id: str) -> bool:
+    try:
+        get_connection(conn_id)
+    except ConfigError:
+        return False
+    return True
+
+
+def _provider_address(conn_id: str) -> str:
+    """Where the provider of ``conn_id`` is reached, as a URL (``smpp://host:port`` for an SMSC).
+
+    :raises ConfigError: the connection is not defined or not valid.
+    """
+    from messagecenter.airflow import transports
+
+    conn_type = (get_connection(conn_id).conn_type or "").lower()
+    if conn_type == "smpp":
+        config = transports.smpp_config_from_airflow(conn_id)
+        return f"smpp://{config.host}:{config.port}"
+    if conn_type == "fcm":
+        return transports.fcm_account_from_airflow(conn_id).base_url
+    if conn_type == "apns":
+        return transports.apns_account_from_airflow(conn_id).base_url
+    return transports.http_api_from_airflow(conn_id).url
 
 
 def execution_findings(

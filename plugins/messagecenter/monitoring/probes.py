@@ -25,7 +25,8 @@ def probe_smtp(host: str, port: int, timeout: float = 5.0) -> str | None:
 
 
 def probe_http(url: str, timeout: float = 5.0) -> str | None:
-    """Open a TCP connection to the provider's host and port (no request is sent)."""
+    """Open a TCP connection to the provider's host and port (no request is sent); ``url`` is an
+    ``http``, ``https`` or ``smpp`` URL (the SMSC's host and port)."""
     parts = urlsplit(url)
     if not parts.hostname:
         return f"no host in {url!r}"

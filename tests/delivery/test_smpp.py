@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from devstack.smsc import Decision, Smsc, Submit, receipt_text, running_smsc
 
 from messagecenter import execution
 from messagecenter.airflow.transports import transport_for
@@ -33,7 +34,6 @@ from messagecenter.intake import store
 from messagecenter.intake.decode import event_from_dict
 from messagecenter.templates.files import parse_templates
 from messagecenter.templates.publishing import publish_templates
-from devstack.smsc import Decision, Smsc, Submit, receipt_text, running_smsc
 
 SETTINGS = ProcessingSettings(retry_backoff_seconds=0, max_tries=3, deliver_chunk=100, min_shard_size=1000)
 TEMPLATES = {"templates": [{"event_type": "OTP", "channel": "sms", "text": "{{ ctx.text }}"}]}

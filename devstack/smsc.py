@@ -7,7 +7,8 @@ that can receive and sent again until a ``deliver_sm_resp`` accepts it.
 A link of ours stands between the clients and the server: it reads the clients' ``deliver_sm_resp``
 (smpp34 1.5.0's server does not match them to its ``deliver_sm``), so a receipt counts as delivered
 only once acknowledged and is delivered again when refused or left unanswered, and it injects
-what a server API cannot: a TCP link cut at a chosen ``submit_sm``, garbage written to a client.
+what a server API cannot: a TCP link cut at a chosen ``submit_sm``, garbage written to a client,
+and binds checked against accounts (smpp34's server binds any ``system_id`` and password).
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class Smsc:
     drop_at: int | None = None
     forward_dropped: bool = False
     garbage: bytes = b""
+    # system_id -> password of the accounts that may bind; None: any (smpp34's server checks none).
+    accounts: dict[str, str] | None = None
+    binds_refused: list[str] = field(default_factory=list)  # system_id of each bind refused
     link_submits: int = 0
     dropped: threading.Event = field(default_factory=threading.Event)
     receipts_refused: list[str] = field(default_factory=list)
@@ -304,7 +308,15 @@ def _wait_listening(port: int) -> None:
 # --- the link in front of the server ------------------------------------------------------------
 
 SUBMIT_SM, DELIVER_SM, DELIVER_SM_RESP = 0x00000004, 0x00000005, 0x80000005
-BIND_RESPS = (0x80000001, 0x80000002, 0x80000009)
+BINDS = (0x00000001, 0x00000002, 0x00000009)  # receiver, transmitter, transceiver
+BIND_RESPS = tuple(command | 0x80000000 for command in BINDS)
+ESME_RINVPASWD, ESME_RINVSYSID = 0x0000000E, 0x0000000F
+
+
+def _credentials(bind: bytes) -> tuple[str, str]:
+    """A bind PDU's ``system_id`` and ``password`` (its first two C-octet strings)."""
+    system_id, password, *_ = [*bind[16:].split(b"\0", 2), b"", b""]
+    return system_id.decode("latin-1"), password.decode("latin-1")
 
 
 def _frame(sock: socket.socket) -> bytes | None:
@@ -383,6 +395,13 @@ class _Link:
                         smsc.receipts_refused.append(item[0])
                         smsc.requeue(item)
                     continue
+                if command_id in BINDS and smsc.accounts is not None:
+                    system_id, password = _credentials(frame)
+                    if smsc.accounts.get(system_id) != password:  # an error bind_*_resp has no body
+                        status = ESME_RINVPASWD if system_id in smsc.accounts else ESME_RINVSYSID
+                        smsc.binds_refused.append(system_id)
+                        client.sendall(struct.pack(">LLLL", 16, command_id | 0x80000000, status, sequence))
+                        continue
                 if command_id == SUBMIT_SM:
                     with self._lock:
                         smsc.link_submits += 1

@@ -1,14 +1,20 @@
 """Message Center's own connection types in Airflow's "Add connection" form.
 
 Installed as a package (``pip install .``), Message Center is also an Airflow provider: the
-``apache_airflow_provider`` entry point names :func:`get_provider_info`, which declares three
+``apache_airflow_provider`` entry point names :func:`get_provider_info`, which declares six
 connection types, each with labelled fields instead of raw extra JSON:
 
 * ``messagecenter_execution``: an execution instance's database (``mc_execution``, ``mc_exec_<name>``),
   connected like ``postgres`` (host, port, login, password, Database), plus its instance id;
 * ``messagecenter_smtp``: the e-mail provider (``mc_smtp``), what Airflow's ``SmtpHook`` reads plus
   the delivery limits;
-* ``messagecenter_http``: an SMS or push provider (``mc_sms``, ``mc_push``).
+* ``messagecenter_http``: an SMS or push provider over HTTP (``mc_sms``, ``mc_push``): the generic
+  JSON API, Twilio or Vonage;
+* ``smpp``: an SMSC (``mc_sms``); ``fcm``: Firebase Cloud Messaging (``mc_push_android``); ``apns``:
+  the Apple Push Notification service (``mc_push_ios``): the type names the transports read.
+
+What a field left empty stands for is declared once, in :mod:`messagecenter.core.providers`: the
+transports use those defaults and the forms' descriptions state them.
 
 Airflow 3.3 builds the form from the ``conn-fields`` and ``ui-field-behaviour`` declared here,
 without importing the hooks (a hook's ``get_connection_form_widgets`` is deprecated since 3.2 and
@@ -30,11 +36,41 @@ from collections.abc import Mapping
 from typing import Any
 
 from messagecenter import __version__
-from messagecenter.core.settings import DEFAULT_EXECUTION_CONN_ID, SMS_CONN_ID, SMTP_CONN_ID
+from messagecenter.core.errors import ConfigError
+from messagecenter.core.providers import (
+    APNS_BASE_URLS,
+    APNS_ENVIRONMENT,
+    APNS_MAX_TIME_TO_LIVE,
+    APNS_TIME_TO_LIVE,
+    FCM_BASE_URL,
+    HTTP_LIMITS,
+    MAX_CONNECTIONS,
+    MAX_DEADLINE_SECONDS,
+    MAX_RATE,
+    SMPP_LIMITS,
+    SMPP_PORT,
+    SMPP_RECEIPT_BIND_MODES,
+    SMPP_SEND_BIND_MODES,
+    SMPP_WINDOW,
+    SMTP_LIMITS,
+    TWILIO_BASE_URL,
+    VONAGE_BASE_URL,
+    Limits,
+)
+from messagecenter.core.settings import (
+    ANDROID_PUSH_CONN_ID,
+    DEFAULT_EXECUTION_CONN_ID,
+    IOS_PUSH_CONN_ID,
+    SMS_CONN_ID,
+    SMTP_CONN_ID,
+)
 
 EXECUTION_CONN_TYPE = "messagecenter_execution"
 SMTP_CONN_TYPE = "messagecenter_smtp"
 HTTP_CONN_TYPE = "messagecenter_http"
+SMPP_CONN_TYPE = "smpp"
+FCM_CONN_TYPE = "fcm"
+APNS_CONN_TYPE = "apns"
 # Connection types a Message Center database connection may have.
 POSTGRES_CONN_TYPES = frozenset({"postgres", "postgresql", EXECUTION_CONN_TYPE})
 
@@ -64,28 +100,31 @@ def _field(label: str, kind: str, description: str, **schema: Any) -> dict[str, 
     return {"label": label, "schema": {"type": [kind, "null"], **schema}, "description": description}
 
 
-def _limits(deadline: int, max_connections: int) -> dict[str, dict[str, Any]]:
-    """The delivery limits every provider connection has (``messagecenter.airflow.transports``)."""
+def _limits(
+    defaults: Limits, *, in_flight: str = "Messages in flight per delivery chunk"
+) -> dict[str, dict[str, Any]]:
+    """The delivery limits every provider connection has, with the transport's ``defaults``."""
     return {
         "max_connections": _field(
             "Max connections",
             "integer",
-            f"Messages in flight per delivery chunk (default {max_connections}).",
+            f"{in_flight} (default {defaults.max_connections}).",
             minimum=1,
-            maximum=1000,
+            maximum=MAX_CONNECTIONS,
         ),
         "max_rate": _field(
             "Max rate (messages per second)",
             "number",
             "Across all workers of the instance; empty: no limit.",
             exclusiveMinimum=0,
+            maximum=MAX_RATE,
         ),
         "deadline": _field(
             "Deadline (seconds)",
             "number",
-            f"Most seconds one message may take, whatever the provider does (default {deadline}).",
+            f"Most seconds one message may take, whatever the provider does (default {defaults.deadline:g}).",
             exclusiveMinimum=0,
-            maximum=3600,
+            maximum=MAX_DEADLINE_SECONDS,
         ),
     }
 
@@ -122,7 +161,13 @@ SMTP_FIELDS: dict[str, dict[str, Any]] = {
         "schema": {"type": "integer", "minimum": 0, "default": 5},
         "description": "Attempts to open the connection.",
     },
-    **_limits(deadline=60, max_connections=10),
+    "return_path_domain": _field(
+        "Return-path domain (VERP)",
+        "string",
+        "With MC_FEEDBACK_SECRET set, each message's envelope sender is a signed address on this "
+        "domain naming its event, so a bounce finds it; empty: the sender's address.",
+    ),
+    **_limits(SMTP_LIMITS),
 }
 
 HTTP_FIELDS: dict[str, dict[str, Any]] = {
@@ -142,7 +187,7 @@ HTTP_FIELDS: dict[str, dict[str, Any]] = {
     "base_url": _field(
         "Base URL (Twilio, Vonage)",
         "string",
-        "Default: the provider's (https://api.twilio.com, https://rest.nexmo.com).",
+        f"Default: the provider's ({TWILIO_BASE_URL}, {VONAGE_BASE_URL}).",
     ),
     "endpoint": _field("Endpoint path", "string", "Appended to the base URL (default /)."),
     "token": _field(
@@ -152,7 +197,105 @@ HTTP_FIELDS: dict[str, dict[str, Any]] = {
         format="password",
     ),
     "headers": _field("Headers", "object", "More request headers, a JSON object."),
-    **_limits(deadline=30, max_connections=32),
+    **_limits(HTTP_LIMITS),
+}
+
+SMPP_FIELDS: dict[str, dict[str, Any]] = {
+    "system_type": _field(
+        "System type", "string", "Sent with the bind, if the SMSC asks for one; empty: none.", maxLength=12
+    ),
+    "source_addr": _field(
+        "Sender (source_addr)",
+        "string",
+        "A short code, a number (+ and digits) or an alphanumeric name (at most 11 characters); "
+        "empty: the SMSC's default.",
+        maxLength=20,
+    ),
+    "source_addr_ton": _field(
+        "Sender type of number (TON)",
+        "integer",
+        "0 unknown, 1 international, 2 national, 3 network specific, 5 alphanumeric; empty: from the "
+        "sender (5 for a name, 1 for + or more than 8 digits, 3 for a short code).",
+        minimum=0,
+        maximum=255,
+    ),
+    "source_addr_npi": _field(
+        "Sender numbering plan (NPI)",
+        "integer",
+        "0 unknown, 1 E.164; empty: from the sender (0 for a name, else 1).",
+        minimum=0,
+        maximum=255,
+    ),
+    "window": _field(
+        "Window",
+        "integer",
+        f"submit_sm unanswered at once on each bind (default {SMPP_WINDOW}).",
+        minimum=1,
+        maximum=MAX_CONNECTIONS,
+    ),
+    "bind_mode": _field(
+        "Sending bind mode",
+        "string",
+        f"Default {SMPP_SEND_BIND_MODES[0]}: receipts go to the receiver bind of smsReceipts; "
+        "transceiver for an SMSC that accepts nothing else.",
+        enum=list(SMPP_SEND_BIND_MODES),
+    ),
+    "receipt_bind_mode": _field(
+        "Receipt bind mode",
+        "string",
+        f"The bind of smsReceipts (default {SMPP_RECEIPT_BIND_MODES[0]}).",
+        enum=list(SMPP_RECEIPT_BIND_MODES),
+    ),
+    **_limits(SMPP_LIMITS, in_flight="Binds per delivery chunk, each with its window of messages"),
+}
+
+FCM_FIELDS: dict[str, dict[str, Any]] = {
+    "project_id": _field("Project id", "string", "The Firebase project; default: the key's project_id."),
+    "base_url": _field("Base URL", "string", f"FCM's address (default {FCM_BASE_URL})."),
+    "ca_file": _field(
+        "CA bundle (file path)",
+        "string",
+        "On every worker: a CA bundle to trust instead of the system's (a TLS-intercepting proxy).",
+    ),
+    **_limits(HTTP_LIMITS),
+}
+
+APNS_FIELDS: dict[str, dict[str, Any]] = {
+    # Required: the transport cannot sign or address anything without them.
+    "team_id": {
+        "label": "Team id",
+        "schema": {"type": "string", "minLength": 1},
+        "description": "The Apple developer team (Membership details): the provider token's issuer.",
+    },
+    "key_id": {
+        "label": "Key id",
+        "schema": {"type": "string", "minLength": 1},
+        "description": "The signing key's id (Certificates, Identifiers & Profiles → Keys).",
+    },
+    "topic": {
+        "label": "Topic (bundle id)",
+        "schema": {"type": "string", "minLength": 1},
+        "description": "The app's bundle id, e.g. com.example.shop.",
+    },
+    "environment": _field(
+        "Environment",
+        "string",
+        f"Default {APNS_ENVIRONMENT}; sandbox for development builds of the app.",
+        enum=list(APNS_BASE_URLS),
+    ),
+    "base_url": _field("Base URL", "string", "Instead of the environment's (a test server)."),
+    "ca_file": _field(
+        "CA bundle (file path)", "string", "On every worker: a CA bundle to trust instead of the system's."
+    ),
+    "time_to_live": _field(
+        "Time to live (seconds)",
+        "integer",
+        f"How long APNs keeps a message for a device that is offline (default {APNS_TIME_TO_LIVE}, "
+        "a day); 0: deliver now or never.",
+        minimum=0,
+        maximum=APNS_MAX_TIME_TO_LIVE,
+    ),
+    **_limits(HTTP_LIMITS),
 }
 
 
@@ -195,6 +338,39 @@ def get_provider_info() -> dict[str, Any]:
                     "hidden-fields": [],
                     "relabeling": {"schema": "Scheme"},
                     "placeholders": {"host": "sms.example.com", "schema": "https"},
+                },
+            },
+            {
+                "connection-type": SMPP_CONN_TYPE,
+                "hook-class-name": f"{__name__}.SmppProviderHook",
+                "hook-name": SmppProviderHook.hook_name,
+                "conn-fields": SMPP_FIELDS,
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema"],
+                    "relabeling": {"login": "System id"},
+                    "placeholders": {"host": "smsc.example.com", "port": str(SMPP_PORT), "login": "shop"},
+                },
+            },
+            {
+                "connection-type": FCM_CONN_TYPE,
+                "hook-class-name": f"{__name__}.FcmProviderHook",
+                "hook-name": FcmProviderHook.hook_name,
+                "conn-fields": FCM_FIELDS,
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "port", "login", "schema"],
+                    "relabeling": {"password": "Service account key (JSON)"},
+                    "placeholders": {"password": '{"type": "service_account", "project_id": ...}'},
+                },
+            },
+            {
+                "connection-type": APNS_CONN_TYPE,
+                "hook-class-name": f"{__name__}.ApnsProviderHook",
+                "hook-name": ApnsProviderHook.hook_name,
+                "conn-fields": APNS_FIELDS,
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "port", "login", "schema"],
+                    "relabeling": {"password": "Signing key (.p8 PEM)"},
+                    "placeholders": {"password": "-----BEGIN PRIVATE KEY-----..."},
                 },
             },
         ],
@@ -303,13 +479,149 @@ class HttpProviderHook:
         return True, f"valid; messages are posted to {endpoint.url}"
 
 
+class SmppProviderHook:
+    """An SMSC reached over SMPP 3.4 (``mc_sms`` of type ``smpp``)."""
+
+    conn_name_attr = "smpp_conn_id"
+    default_conn_name = SMS_CONN_ID
+    conn_type = SMPP_CONN_TYPE
+    hook_name = "Message Center SMPP (SMSC)"
+
+    def __init__(self, smpp_conn_id: str = SMS_CONN_ID) -> None:
+        self.smpp_conn_id = smpp_conn_id
+
+    def get_conn(self) -> Any:
+        """The SMSC account the transport binds with (an ``SmppConfig``)."""
+        from messagecenter.airflow.transports import smpp_config_from_airflow
+
+        return smpp_config_from_airflow(self.smpp_conn_id)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The "Test" button: bind as the transport does (its bind mode) and unbind; nothing is
+        submitted. The receipts' bind is not tried: an SMSC may allow one, held by ``smsReceipts``."""
+        from messagecenter.airflow.transports import smpp_receiver, smpp_transport
+        from messagecenter.delivery.smpp import SmppUnavailable, try_bind
+
+        try:
+            mode = smpp_transport(self.smpp_conn_id).bind_mode  # checks the limits and the bind mode
+            smpp_receiver(self.smpp_conn_id)  # checks the receipts' bind mode
+            config = self.get_conn()
+            smsc = try_bind(config, name=self.smpp_conn_id, mode=mode)
+        except (ConfigError, SmppUnavailable, ValueError) as exc:
+            return False, str(exc)
+        return True, (
+            f"bound to {smsc or 'the SMSC'} at {config.host}:{config.port} as {mode} "
+            f"{config.system_id!r}, then unbound; nothing submitted"
+        )
+
+
+class FcmProviderHook:
+    """Firebase Cloud Messaging HTTP v1 (``mc_push_android`` of type ``fcm``)."""
+
+    conn_name_attr = "fcm_conn_id"
+    default_conn_name = ANDROID_PUSH_CONN_ID
+    conn_type = FCM_CONN_TYPE
+    hook_name = "Message Center FCM (Firebase push)"
+
+    def __init__(self, fcm_conn_id: str = ANDROID_PUSH_CONN_ID) -> None:
+        self.fcm_conn_id = fcm_conn_id
+
+    def get_conn(self) -> Any:
+        """The project and service account the transport sends as (an ``FcmAccount``)."""
+        from messagecenter.airflow.transports import fcm_account_from_airflow
+
+        return fcm_account_from_airflow(self.fcm_conn_id)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The "Test" button: obtain an OAuth2 access token with the service account, as the
+        transport does; nothing is sent (a message needs a device's token, and would arrive)."""
+        from google.auth.exceptions import GoogleAuthError
+
+        from messagecenter.airflow.transports import fcm_transport
+        from messagecenter.delivery.fcm import AccessTokens, ssl_context
+
+        try:
+            fcm_transport(self.fcm_conn_id)  # checks the limits
+            account = self.get_conn()
+            # Tokens of its own, not the process's shared ones: a token fetched earlier proves nothing.
+            tokens = AccessTokens(account.service_account, verify=ssl_context(account.ca_file))
+        except ConfigError as exc:
+            return False, str(exc)
+        except ValueError as exc:  # google-auth cannot read the key
+            return False, f"the service account key cannot be used: {exc}"
+        except OSError as exc:  # the CA bundle
+            return False, f"extra ca_file: {exc}"
+        try:
+            tokens.get()
+        except GoogleAuthError as exc:
+            token_uri = account.service_account.get("token_uri")
+            return False, f"no access token from {token_uri}: {_auth_error(exc)}"
+        email = account.service_account.get("client_email")
+        return True, (
+            f"access token obtained for {email}, project {account.project_id!r}; nothing sent "
+            f"(messages go to {account.send_url})"
+        )
+
+
+class ApnsProviderHook:
+    """The Apple Push Notification service with a token signing key (``mc_push_ios`` of type ``apns``)."""
+
+    conn_name_attr = "apns_conn_id"
+    default_conn_name = IOS_PUSH_CONN_ID
+    conn_type = APNS_CONN_TYPE
+    hook_name = "Message Center APNs (Apple push)"
+
+    def __init__(self, apns_conn_id: str = IOS_PUSH_CONN_ID) -> None:
+        self.apns_conn_id = apns_conn_id
+
+    def get_conn(self) -> Any:
+        """The team, key and app the transport sends as (an ``ApnsAccount``)."""
+        from messagecenter.airflow.transports import apns_account_from_airflow
+
+        return apns_account_from_airflow(self.apns_conn_id)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The "Test" button: the key signs a provider token, as the transport does. APNs has no call
+        that checks a token without pushing to a device, so Apple is not contacted."""
+        from messagecenter.airflow.transports import apns_transport
+        from messagecenter.delivery.apns import ProviderTokens
+
+        try:
+            import h2  # noqa: F401  # HTTP/2, which APNs requires
+
+            apns_transport(self.apns_conn_id)  # checks the limits
+            account = self.get_conn()
+            ProviderTokens(account.team_id, account.key_id, account.private_key).get()
+        except ImportError as exc:
+            return False, f"HTTP/2 support is not installed ({exc}): pip install h2"
+        except (ConfigError, ValueError) as exc:
+            return False, str(exc)
+        return True, (
+            f"the key signs provider tokens (team {account.team_id}, key {account.key_id}, topic "
+            f"{account.topic}, {account.base_url}); Apple is not contacted: only a message to a "
+            "device shows that it accepts the key"
+        )
+
+
+def _auth_error(exc: Exception) -> str:
+    """google-auth's error as one line (its ``RefreshError`` carries the endpoint's answer too)."""
+    first = exc.args[0] if exc.args else exc
+    return str(first) or type(exc).__name__
+
+
 __all__ = [
+    "APNS_CONN_TYPE",
     "EXECUTION_CONN_TYPE",
+    "FCM_CONN_TYPE",
     "HTTP_CONN_TYPE",
     "POSTGRES_CONN_TYPES",
+    "SMPP_CONN_TYPE",
     "SMTP_CONN_TYPE",
+    "ApnsProviderHook",
     "ExecutionInstanceHook",
+    "FcmProviderHook",
     "HttpProviderHook",
+    "SmppProviderHook",
     "SmtpProviderHook",
     "get_provider_info",
     "plain_extra",

@@ -17,13 +17,31 @@ from typing import Any
 from messagecenter.airflow.connections import get_connection
 from messagecenter.core import settings
 from messagecenter.core.errors import ConfigError
+from messagecenter.core.providers import (
+    APNS_BASE_URLS,
+    APNS_ENVIRONMENT,
+    APNS_MAX_TIME_TO_LIVE,
+    APNS_TIME_TO_LIVE,
+    FCM_BASE_URL,
+    HTTP_LIMITS,
+    MAX_CONNECTIONS,
+    MAX_DEADLINE_SECONDS,
+    MAX_RATE,
+    SMPP_LIMITS,
+    SMPP_PORT,
+    SMPP_RECEIPT_BIND_MODES,
+    SMPP_SEND_BIND_MODES,
+    SMPP_WINDOW,
+    SMTP_LIMITS,
+    Limits,
+)
 from messagecenter.core.types import Channel
 from messagecenter.delivery import HttpEndpoint, HttpTransport, SmtpClient, SmtpOpenError, SmtpTransport
-from messagecenter.delivery.apns import BASE_URLS, ApnsAccount, ApnsTransport
+from messagecenter.delivery.apns import ApnsAccount, ApnsTransport, pem_text
 from messagecenter.delivery.base import Transport
-from messagecenter.delivery.fcm import DEFAULT_BASE_URL, FcmAccount, FcmTransport
+from messagecenter.delivery.fcm import FcmAccount, FcmTransport
 from messagecenter.delivery.http import HttpApi
-from messagecenter.delivery.smpp import DEFAULT_PORT, SmppConfig, SmppReceiver, SmppTransport
+from messagecenter.delivery.smpp import SmppConfig, SmppReceiver, SmppTransport
 from messagecenter.delivery.sms_rest import DEFAULT_BASE_URLS, SMS_APIS, SmsAccount
 
 log = logging.getLogger(__name__)
@@ -49,9 +67,9 @@ def transport_for(channel: int) -> Transport:
 def smtp_transport(conn_id: str = settings.SMTP_CONN_ID, *, from_email: str | None = None) -> SmtpTransport:
     """An :class:`SmtpTransport` whose connections ``SmtpHook`` opens from Airflow connection ``conn_id``
     (extras ``from_email``, ``disable_ssl``, ``disable_tls``, ``timeout``, ``retry_limit`` as
-    ``SmtpHook`` reads them; ``deadline``: most seconds for one message, default 60;
-    ``max_connections``: a chunk's concurrency, default 10; ``max_rate``: messages per second
-    across all workers, default none; ``return_path_domain``: the VERP bounce domain, used with
+    ``SmtpHook`` reads them; ``deadline``: most seconds for one message; ``max_connections``: a
+    chunk's concurrency (defaults: ``SMTP_LIMITS``); ``max_rate``: messages per second across all
+    workers, default none; ``return_path_domain``: the VERP bounce domain, used with
     ``MC_FEEDBACK_SECRET``)."""
     feedback = settings.get_settings().feedback
     return SmtpTransport(
@@ -61,7 +79,7 @@ def smtp_transport(conn_id: str = settings.SMTP_CONN_ID, *, from_email: str | No
         return_path_domain=_extra(conn_id).get("return_path_domain") or None,
         feedback_key=feedback.key,
         public_url=feedback.public_url or None,
-        **_provider_limits(conn_id, deadline=60.0, max_connections=10),
+        **_provider_limits(conn_id, SMTP_LIMITS),
     )
 
 
@@ -77,14 +95,16 @@ def _extra(conn_id: str) -> dict[str, Any]:
     return plain_extra(conn.extra_dejson or {}, conn.conn_type)
 
 
-def _provider_limits(conn_id: str, *, deadline: float, max_connections: int) -> dict[str, Any]:
+def _provider_limits(conn_id: str, defaults: Limits, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The extras every provider connection may set (``deadline``, ``max_connections``,
-    ``max_rate``), checked, with the transport's defaults for those it leaves out."""
-    extra = _extra(conn_id)
+    ``max_rate``), checked, with the transport's ``defaults`` for those it leaves out."""
+    extra = _extra(conn_id) if extra is None else extra
     return {
-        "deadline": _number(conn_id, extra, "deadline", deadline, 0, 3600),
-        "max_connections": int(_number(conn_id, extra, "max_connections", max_connections, 0, 1000)),
-        "max_rate": _number(conn_id, extra, "max_rate", None, 0, 1_000_000),
+        "deadline": _number(conn_id, extra, "deadline", defaults.deadline, 0, MAX_DEADLINE_SECONDS),
+        "max_connections": int(
+            _number(conn_id, extra, "max_connections", defaults.max_connections, 0, MAX_CONNECTIONS)
+        ),
+        "max_rate": _number(conn_id, extra, "max_rate", None, 0, MAX_RATE),
     }
 
 
@@ -106,10 +126,11 @@ def _number(conn_id: str, extra: dict[str, Any], name: str, default: Any, low: f
 
 def smpp_transport(conn_id: str = settings.SMS_CONN_ID, *, conn: Any = None) -> SmppTransport:
     """An :class:`SmppTransport` to the SMSC of Airflow connection ``conn_id`` (conn type ``smpp``;
-    extras ``window``: submits unanswered per bind, default 10; ``max_connections``: binds per
-    chunk, default 1; ``bind_mode``: ``transmitter`` (default) or ``transceiver``; ``deadline``,
-    default 30; ``max_rate``; and the account's, see :func:`smpp_config_from_airflow`). The
-    connection is read once here (a chunk builds one transport per message in flight)."""
+    extras ``window``: submits unanswered per bind, default ``SMPP_WINDOW``; ``max_connections``:
+    binds per chunk, and ``deadline`` (defaults: ``SMPP_LIMITS``); ``bind_mode``: ``transmitter``
+    (default) or ``transceiver``; ``max_rate``; and the account's, see
+    :func:`smpp_config_from_airflow`). The connection is read once here (a chunk builds one
+    transport per message in flight)."""
     from messagecenter.airflow.connection_types import plain_extra
 
     try:
@@ -124,27 +145,28 @@ def smpp_transport(conn_id: str = settings.SMS_CONN_ID, *, conn: Any = None) -> 
         return config
 
     extra = plain_extra(conn.extra_dejson or {}, conn.conn_type) if conn is not None else {}
+    limits = _provider_limits(conn_id, SMPP_LIMITS, extra)
     return SmppTransport(
         read_config,
         name=conn_id,
-        binds=int(_number(conn_id, extra, "max_connections", 1, 0, 1000)),
-        window=int(_number(conn_id, extra, "window", 10, 0, 1000)),
-        deadline=_number(conn_id, extra, "deadline", 30.0, 0, 3600),
-        max_rate=_number(conn_id, extra, "max_rate", None, 0, 1_000_000),
-        bind_mode=str(extra.get("bind_mode") or "transmitter"),
+        binds=limits["max_connections"],
+        window=int(_number(conn_id, extra, "window", SMPP_WINDOW, 0, MAX_CONNECTIONS)),
+        deadline=limits["deadline"],
+        max_rate=limits["max_rate"],
+        bind_mode=str(extra.get("bind_mode") or SMPP_SEND_BIND_MODES[0]),
     )
 
 
 def smpp_receiver(conn_id: str = settings.SMS_CONN_ID) -> SmppReceiver:
     """The receipts' bind on the SMSC of ``conn_id`` (extra ``receipt_bind_mode``: ``receiver``,
     the default, or ``transceiver``)."""
-    mode = str(_extra(conn_id).get("receipt_bind_mode") or "receiver")
+    mode = str(_extra(conn_id).get("receipt_bind_mode") or SMPP_RECEIPT_BIND_MODES[0])
     return SmppReceiver(lambda: smpp_config_from_airflow(conn_id), name=conn_id, mode=mode)
 
 
 def smpp_config_from_airflow(conn_id: str, conn: Any = None) -> SmppConfig:
-    """The SMSC account of Airflow connection ``conn_id``: host, port (default 2775), login (the
-    ``system_id``), password; extras ``system_type``, ``source_addr``, ``source_addr_ton``,
+    """The SMSC account of Airflow connection ``conn_id``: host, port (default ``SMPP_PORT``), login
+    (the ``system_id``), password; extras ``system_type``, ``source_addr``, ``source_addr_ton``,
     ``source_addr_npi``."""
     from messagecenter.airflow.connection_types import plain_extra
 
@@ -161,7 +183,7 @@ def smpp_config_from_airflow(conn_id: str, conn: Any = None) -> SmppConfig:
 
     return SmppConfig(
         host=(conn.host or "").strip(),
-        port=int(conn.port or DEFAULT_PORT),
+        port=int(conn.port or SMPP_PORT),
         system_id=conn.login or "",
         password=conn.password or "",
         system_type=str(extra.get("system_type") or ""),
@@ -196,14 +218,14 @@ def open_smtp_client(conn_id: str) -> SmtpClient:
 
 def http_transport(conn_id: str, *, timeout: float = 10.0) -> HttpTransport:
     """An :class:`HttpTransport` posting to the provider of Airflow connection ``conn_id`` (extras
-    ``deadline``: most seconds for a whole request, answer included, default 30;
-    ``max_connections``: a chunk's concurrency, default 32; ``max_rate``: messages per second across
-    all workers, default none; ``provider``: see :func:`http_api_from_airflow`)."""
+    ``deadline``: most seconds for a whole request, answer included; ``max_connections``: a chunk's
+    concurrency (defaults: ``HTTP_LIMITS``); ``max_rate``: messages per second across all workers,
+    default none; ``provider``: see :func:`http_api_from_airflow`)."""
     return HttpTransport(
         lambda: http_api_from_airflow(conn_id),
         name=conn_id,
         timeout=timeout,
-        **_provider_limits(conn_id, deadline=30.0, max_connections=32),
+        **_provider_limits(conn_id, HTTP_LIMITS),
     )
 
 
@@ -312,7 +334,7 @@ def endpoint_from_airflow(conn_id: str) -> HttpEndpoint:
 
 
 # A platform's own push connection, used when it is defined (else the generic mc_push).
-PUSH_CONN_IDS = {Channel.ANDROID: "mc_push_android", Channel.IOS: "mc_push_ios"}
+PUSH_CONN_IDS = {Channel.ANDROID: settings.ANDROID_PUSH_CONN_ID, Channel.IOS: settings.IOS_PUSH_CONN_ID}
 
 
 def push_transport(channel: int) -> Transport:
@@ -333,12 +355,12 @@ def push_transport(channel: int) -> Transport:
 
 def fcm_transport(conn_id: str = PUSH_CONN_IDS[Channel.ANDROID], *, timeout: float = 10.0) -> FcmTransport:
     """An :class:`FcmTransport` of Airflow connection ``conn_id`` (see :func:`fcm_account_from_airflow`;
-    extras ``deadline`` default 30, ``max_connections`` default 32, ``max_rate`` default none)."""
+    extras ``deadline``, ``max_connections`` (defaults: ``HTTP_LIMITS``), ``max_rate`` default none)."""
     return FcmTransport(
         lambda: fcm_account_from_airflow(conn_id),
         name=conn_id,
         timeout=timeout,
-        **_provider_limits(conn_id, deadline=30.0, max_connections=32),
+        **_provider_limits(conn_id, HTTP_LIMITS),
     )
 
 
@@ -368,29 +390,30 @@ def fcm_account_from_airflow(conn_id: str) -> FcmAccount:
     return FcmAccount(
         project_id=project_id,
         service_account=info,
-        base_url=str(extra.get("base_url") or DEFAULT_BASE_URL),
+        base_url=str(extra.get("base_url") or FCM_BASE_URL),
         ca_file=extra.get("ca_file") or None,
     )
 
 
 def apns_transport(conn_id: str = PUSH_CONN_IDS[Channel.IOS], *, timeout: float = 10.0) -> ApnsTransport:
     """An :class:`ApnsTransport` of Airflow connection ``conn_id`` (see
-    :func:`apns_account_from_airflow`; extras ``deadline`` default 30, ``max_connections`` default
-    32, ``max_rate`` default none)."""
+    :func:`apns_account_from_airflow`; extras ``deadline``, ``max_connections`` (defaults:
+    ``HTTP_LIMITS``), ``max_rate`` default none)."""
     return ApnsTransport(
         lambda: apns_account_from_airflow(conn_id),
         name=conn_id,
         timeout=timeout,
-        **_provider_limits(conn_id, deadline=30.0, max_connections=32),
+        **_provider_limits(conn_id, HTTP_LIMITS),
     )
 
 
 def apns_account_from_airflow(conn_id: str) -> ApnsAccount:
     """The :class:`ApnsAccount` of connection ``conn_id`` (type ``apns``): the ``.p8`` key's PEM text
-    in the password (or extra ``private_key``); extras ``team_id``, ``key_id``, ``topic`` (the
-    bundle id), ``environment`` (``production``, the default, or ``sandbox``), ``base_url``
-    (instead of the environment's), ``ca_file``, ``time_to_live`` (seconds APNs keeps a message
-    for an offline device, default a day; 0: only now)."""
+    in the password (or extra ``private_key``; see :func:`~messagecenter.delivery.apns.pem_text`);
+    extras ``team_id``, ``key_id``, ``topic`` (the bundle id), ``environment`` (``production``, the
+    default, or ``sandbox``), ``base_url`` (instead of the environment's), ``ca_file``,
+    ``time_to_live`` (seconds APNs keeps a message for an offline device, default
+    ``APNS_TIME_TO_LIVE``; 0: only now)."""
     from messagecenter.airflow.connection_types import plain_extra
 
     conn = get_connection(conn_id)
@@ -398,13 +421,11 @@ def apns_account_from_airflow(conn_id: str) -> ApnsAccount:
     missing = [name for name in ("team_id", "key_id", "topic") if not extra.get(name)]
     if missing:
         raise ConfigError(f"connection {conn_id!r} has no extra {', '.join(map(repr, missing))}")
-    key = str(conn.password or extra.get("private_key") or "")
-    if "\\n" in key and "\n" not in key:  # a PEM typed on one line, with its line breaks escaped
-        key = key.replace("\\n", "\n")
+    key = pem_text(str(conn.password or extra.get("private_key") or ""))
     if "PRIVATE KEY" not in key:
         raise ConfigError(f"connection {conn_id!r} has no private key (the .p8 key's PEM in the password)")
-    environment = str(extra.get("environment") or "production").lower()
-    if environment not in BASE_URLS:
+    environment = str(extra.get("environment") or APNS_ENVIRONMENT).lower()
+    if environment not in APNS_BASE_URLS:
         raise ConfigError(
             f"connection {conn_id!r}: environment must be production or sandbox, not {environment!r}"
         )
@@ -413,9 +434,11 @@ def apns_account_from_airflow(conn_id: str) -> ApnsAccount:
         key_id=str(extra["key_id"]),
         topic=str(extra["topic"]),
         private_key=key,
-        base_url=str(extra.get("base_url") or BASE_URLS[environment]),
+        base_url=str(extra.get("base_url") or APNS_BASE_URLS[environment]),
         ca_file=extra.get("ca_file") or None,
-        time_to_live=int(_number(conn_id, extra, "time_to_live", 86_400, -1, 30 * 86_400)),
+        time_to_live=int(
+            _number(conn_id, extra, "time_to_live", APNS_TIME_TO_LIVE, -1, APNS_MAX_TIME_TO_LIVE)
+        ),
     )
 
 

@@ -33,6 +33,9 @@ EXEC_CONN_PREFIX = "mc_exec_"
 SMTP_CONN_ID = "mc_smtp"
 SMS_CONN_ID = "mc_sms"
 PUSH_CONN_ID = "mc_push"
+# A platform's own push connection, used instead of mc_push when it is defined.
+ANDROID_PUSH_CONN_ID = "mc_push_android"
+IOS_PUSH_CONN_ID = "mc_push_ios"
 BOUNCE_MAILBOX_CONN_ID = "mc_bounce_mailbox"
 
 T = TypeVar("T")

@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 import logging
+import re
 import ssl
 import threading
 import time
@@ -35,6 +36,7 @@ from typing import Any
 import httpcore
 
 from messagecenter.core.errors import ConfigError
+from messagecenter.core.providers import APNS_BASE_URLS, APNS_ENVIRONMENT, APNS_TIME_TO_LIVE
 from messagecenter.core.types import Channel
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, truncate
 from messagecenter.delivery.http import classify_status, retry_after_seconds
@@ -43,12 +45,10 @@ from messagecenter.feedback.types import FailureReason
 
 log = logging.getLogger(__name__)
 
-BASE_URLS = {"production": "https://api.push.apple.com", "sandbox": "https://api.sandbox.push.apple.com"}
 # A provider token is renewed after this long: Apple refuses one older than an hour, and renewals
 # more frequent than every twenty minutes (TooManyProviderTokenUpdates).
 RENEW_AFTER_SECONDS = 50 * 60.0
 MAX_PAYLOAD_BYTES = 4096  # an alert's payload (Apple answers 413 PayloadTooLarge above)
-OFFLINE_KEEP_SECONDS = 86_400  # seconds APNs keeps a message for a device that is offline
 
 # Answers that come from our own credentials or set-up: every event would get them, so they are
 # retried (and open the breaker) rather than failing each event.
@@ -82,9 +82,28 @@ class ApnsAccount:
     key_id: str
     topic: str
     private_key: str = field(repr=False)
-    base_url: str = BASE_URLS["production"]
+    base_url: str = APNS_BASE_URLS[APNS_ENVIRONMENT]
     ca_file: str | None = None
-    time_to_live: int = OFFLINE_KEEP_SECONDS
+    time_to_live: int = APNS_TIME_TO_LIVE
+
+
+_PEM = re.compile(r"(-----BEGIN [A-Z ]+-----)(.*?)(-----END [A-Z ]+-----)", re.DOTALL)
+
+
+def pem_text(key: str) -> str:
+    """A key's PEM text with its line breaks, however it was typed: as is, with them escaped
+    (``\\n``: a PEM on one line of JSON or of an environment variable), or without them (pasted
+    into a one-line field, such as the connection form's password, which drops them)."""
+    text = key.strip()
+    if "\\n" in text and "\n" not in text:
+        text = text.replace("\\n", "\n")
+    match = _PEM.fullmatch(text)
+    if "\n" in text or match is None:
+        return text
+    begin, body, end = match.groups()
+    body = "".join(body.split())
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "\n".join([begin, *lines, end]) + "\n"
 
 
 def apns_id(event_id: int) -> str:

@@ -31,6 +31,7 @@ import httpcore
 import httpx
 
 from messagecenter.core.errors import ConfigError
+from messagecenter.core.providers import FCM_BASE_URL
 from messagecenter.core.types import Channel
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, truncate
 from messagecenter.delivery.http import classify_status, retry_after_seconds
@@ -40,7 +41,6 @@ from messagecenter.feedback.types import FailureReason
 log = logging.getLogger(__name__)
 
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
-DEFAULT_BASE_URL = "https://fcm.googleapis.com"
 # Renew an access token this long before it expires (at most a quarter of its lifetime).
 RENEW_MARGIN_SECONDS = 300.0
 
@@ -74,7 +74,7 @@ class FcmAccount:
 
     project_id: str
     service_account: Mapping[str, Any] = field(hash=False)
-    base_url: str = DEFAULT_BASE_URL
+    base_url: str = FCM_BASE_URL
     ca_file: str | None = None
 
     @property

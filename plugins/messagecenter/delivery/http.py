@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import httpx
 
 from messagecenter.core.errors import ConfigError
+from messagecenter.core.providers import HTTP_LIMITS
 from messagecenter.core.types import Channel
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, truncate
 
@@ -188,8 +189,8 @@ class HttpTransport:
         *,
         name: str,
         timeout: float = 10.0,
-        deadline: float = 30.0,
-        max_connections: int = 32,
+        deadline: float = HTTP_LIMITS.deadline,
+        max_connections: int = HTTP_LIMITS.max_connections,
         max_rate: float | None = None,
     ) -> None:
         self.read_endpoint = read_endpoint

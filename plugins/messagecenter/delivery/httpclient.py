@@ -23,6 +23,8 @@ from typing import Any
 
 import httpcore
 
+from messagecenter.core.providers import HTTP_LIMITS
+
 # What a request may raise when its connection cannot be opened or is lost (besides the timeouts).
 CONNECTION_FAILED = (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol, OSError)
 
@@ -205,8 +207,8 @@ class DeadlineTransport:
         *,
         name: str,
         timeout: float = 10.0,
-        deadline: float = 30.0,
-        max_connections: int = 32,
+        deadline: float = HTTP_LIMITS.deadline,
+        max_connections: int = HTTP_LIMITS.max_connections,
         max_rate: float | None = None,
     ) -> None:
         self.name = name

@@ -54,6 +54,13 @@ import smpplib.exceptions
 import smpplib.smpp
 
 from messagecenter.core.errors import ConfigError
+from messagecenter.core.providers import (
+    SMPP_LIMITS,
+    SMPP_PORT,
+    SMPP_RECEIPT_BIND_MODES,
+    SMPP_SEND_BIND_MODES,
+    SMPP_WINDOW,
+)
 from messagecenter.core.types import Channel
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, truncate
 from messagecenter.delivery.gsm import TooLong, encode_sms
@@ -61,10 +68,8 @@ from messagecenter.feedback.smpp import Receipt, is_receipt, parse_receipt
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 2775
 MAX_PDU = 65_536  # larger command_length: not SMPP, the stream cannot be trusted any more
 INTERFACE_VERSION = 0x34
-BIND_MODES = ("transmitter", "transceiver", "receiver")
 
 # --- the SMPP 3.4 command_status table, as outcomes ----------------------------------------------
 
@@ -159,7 +164,7 @@ class SmppConfig:
     """
 
     host: str
-    port: int = DEFAULT_PORT
+    port: int = SMPP_PORT
     system_id: str = ""
     password: str = field(default="", repr=False)
     system_type: str = ""
@@ -335,6 +340,7 @@ class _Bind:
         self.alive = False
         self.error: str | None = None
         self.submitted = 0
+        self.smsc_system_id = ""  # what the SMSC calls itself in its bind answer
         self._on_deliver = on_deliver
         self._client: _Client | None = None
         self._write = threading.Lock()
@@ -359,7 +365,7 @@ class _Bind:
         )
         try:
             client.connect()
-            getattr(client, f"bind_{self.mode}")(
+            answer = getattr(client, f"bind_{self.mode}")(
                 system_id=config.system_id,
                 password=config.password,
                 system_type=config.system_type,
@@ -375,6 +381,8 @@ class _Bind:
             raise SmppUnavailable(
                 f"SMPP {self.name!r}: cannot bind to {where}: {exc or 'no answer'}"
             ) from exc
+        system_id = getattr(answer, "system_id", None) or b""
+        self.smsc_system_id = system_id.decode("latin-1") if isinstance(system_id, bytes) else str(system_id)
         client.set_read_timeout(config.enquire_link_seconds)
         self._client, self.alive = client, True
         self._reader = threading.Thread(target=self._read_loop, name="mc-smpp-reader", daemon=True)
@@ -543,6 +551,18 @@ class _Bind:
             pending.done.set()
 
 
+def try_bind(config: SmppConfig, *, name: str, mode: str = SMPP_SEND_BIND_MODES[0]) -> str:
+    """Bind to the SMSC as ``mode`` and unbind at once, submitting nothing: whether the account may
+    bind (the connection form's "Test" button). Returns the SMSC's ``system_id`` (from its answer).
+
+    :raises SmppUnavailable: no connection, or the bind refused (with the SMSC's status).
+    """
+    bind = _Bind(config, mode, 1, name, None)  # a receipt reaching a transceiver: kept by the SMSC
+    bind.open()
+    bind.close()
+    return bind.smsc_system_id
+
+
 # --- the binds a chunk shares -------------------------------------------------------------------
 
 
@@ -662,13 +682,13 @@ class SmppTransport:
         read_config: Callable[[], SmppConfig],
         *,
         name: str,
-        binds: int = 1,
-        window: int = 10,
-        deadline: float = 30.0,
+        binds: int = SMPP_LIMITS.max_connections,
+        window: int = SMPP_WINDOW,
+        deadline: float = SMPP_LIMITS.deadline,
         max_rate: float | None = None,
-        bind_mode: str = "transmitter",
+        bind_mode: str = SMPP_SEND_BIND_MODES[0],
     ) -> None:
-        if bind_mode not in ("transmitter", "transceiver"):
+        if bind_mode not in SMPP_SEND_BIND_MODES:
             raise ValueError(f"bind_mode must be transmitter or transceiver, not {bind_mode!r}")
         self.read_config = read_config
         self.name = name
@@ -833,10 +853,10 @@ class SmppReceiver:
         read_config: Callable[[], SmppConfig],
         *,
         name: str,
-        mode: str = "receiver",
+        mode: str = SMPP_RECEIPT_BIND_MODES[0],
         retry_seconds: float = 5.0,
     ) -> None:
-        if mode not in ("receiver", "transceiver"):
+        if mode not in SMPP_RECEIPT_BIND_MODES:
             raise ValueError(f"receiver bind mode must be receiver or transceiver, not {mode!r}")
         self.read_config = read_config
         self.name = name

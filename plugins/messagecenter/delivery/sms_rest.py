@@ -33,6 +33,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from messagecenter.core.errors import ConfigError
+from messagecenter.core.providers import TWILIO_BASE_URL, VONAGE_BASE_URL
 from messagecenter.core.types import Channel
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult
 from messagecenter.delivery.http import HttpRequest, classify_status, http_error
@@ -41,8 +42,6 @@ log = logging.getLogger(__name__)
 
 FORM = "application/x-www-form-urlencoded"
 FEEDBACK_ROUTE = "/api/v1/feedback/"  # + provider: the verified webhook of each provider
-TWILIO_BASE_URL = "https://api.twilio.com"
-VONAGE_BASE_URL = "https://rest.nexmo.com"
 VONAGE_MAX_CALLBACK_CHARS = 100  # Vonage's SDK caps it there; too long is status 23 (invalid callback)
 
 # GSM 03.38 default alphabet (escape excluded) and its extension table: a text made of these goes

@@ -383,7 +383,6 @@ def _prepare(
         sound=template.sound,
         collapse_id=template.collapse_id,
         thread_id=template.thread_id,
-        created=event.created,
     )
 
 

@@ -131,6 +131,20 @@ def test_circuit_breaker_opens_after_consecutive_transient_failures_and_half_ope
     assert breaker.allow()
 
 
+def test_circuit_breaker_trips_at_once_on_a_refused_account_and_half_opens() -> None:
+    breaker = CircuitBreaker(threshold=5, cooldown=0.2)
+    breaker.trip("the provider refused the account")
+    assert not breaker.allow()
+    assert breaker.reason == "the provider refused the account"
+    time.sleep(0.25)
+    assert breaker.allow()  # half open: one try
+    breaker.record(Outcome.TRANSIENT)
+    assert not breaker.allow()  # still failing: open again at once, not after five more
+    time.sleep(0.25)
+    breaker.record(Outcome.SENT)
+    assert breaker.allow()
+
+
 def test_a_hung_provider_costs_a_chunk_a_few_deadlines_not_one_per_message(
     conn: Any, http_sinks: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -341,20 +341,30 @@ def test_apns_documented_errors(apns, status, reason, outcome):
     assert reason in (result.provider_answer or "")
 
 
-def test_apns_unregistered_token_is_dead(apns):
-    invalid_since = datetime.now(UTC)
+def test_apns_unregistered_token_is_dead_whatever_its_timestamp(apns):
+    # APNs's timestamp: when it last confirmed the token invalid, in milliseconds since the epoch,
+    # always in the past, and most often well before the event (the app was removed days ago).
+    invalid_since = datetime(2026, 12, 1, 9, 30, 15, 250_000, tzinfo=UTC)
     apns.script.always("tok-1", Answer(410, "Unregistered", timestamp=int(invalid_since.timestamp() * 1000)))
+    apns.script.always("tok-2", Answer(410, "Unregistered"))  # no timestamp: the same
     with transport_for(IOS) as transport:
-        # An event created before APNs found the token invalid: quarantined.
-        older = transport.send(push(1, IOS, created=invalid_since - timedelta(hours=1)))
-        # An event created after: the token was pushed to us again since, this message alone fails.
-        newer = transport.send(push(2, IOS, created=invalid_since + timedelta(seconds=5)))
-    assert older.outcome is newer.outcome is Outcome.PERMANENT
-    assert older.extra["dead_address"] is True
-    assert older.extra["source"] == "apns"
-    assert older.extra["failure_reason"] == 1
-    assert "dead_address" not in newer.extra
-    assert "Unregistered" in (older.provider_answer or "")
+        dated = transport.send(push(1, IOS, "tok-1"))
+        undated = transport.send(push(2, IOS, "tok-2"))
+    for result in (dated, undated):
+        assert result.outcome is Outcome.PERMANENT
+        assert result.extra["dead_address"] is True
+        assert result.extra["source"] == "apns"
+        assert result.extra["failure_reason"] == 1
+        assert result.extra["apns_reason"] == "Unregistered"
+    assert json.loads(dated.provider_answer or "") == {
+        "reason": "Unregistered",
+        "timestamp": int(invalid_since.timestamp() * 1000),
+    }
+    assert dated.error == (
+        "APNs Unregistered (HTTP 410): the token is no longer valid for the topic "
+        "(confirmed by APNs at 2026-12-01T09:30:15+00:00)"  # milliseconds, not seconds
+    )
+    assert undated.error == "APNs Unregistered (HTTP 410): the token is no longer valid for the topic"
 
 
 @pytest.mark.parametrize("mode", ["goaway", "lost answer"])

@@ -16,9 +16,11 @@ from devstack.push import Answer, FakeApns, FakeFcm, OAuthServer
 
 from messagecenter import execution
 from messagecenter.airflow.transports import transport_for
-from messagecenter.core.settings import ProcessingSettings
+from messagecenter.core.settings import FeedbackSettings, ProcessingSettings
 from messagecenter.core.types import Channel, Status
-from messagecenter.feedback.quarantine import AddressStatus, get_state
+from messagecenter.feedback import apply
+from messagecenter.feedback.quarantine import AddressStatus, get_state, set_status
+from messagecenter.feedback.rules import qualifier
 from messagecenter.intake import store
 from messagecenter.intake.decode import event_from_dict
 from messagecenter.templates.files import parse_templates
@@ -129,17 +131,16 @@ def test_android_events_through_fcm(conn, fcm) -> None:
 
 
 def test_ios_events_through_apns(conn, apns) -> None:
+    # A 410 as APNs sends it: the token found invalid a day before the event was even received.
     gone_since = int((datetime.now(UTC) - timedelta(days=1)).timestamp() * 1000)
-    pushed_again_since = int((datetime.now(UTC) + timedelta(hours=1)).timestamp() * 1000)
-    apns.script.always("gone", Answer(410, "Unregistered", timestamp=pushed_again_since))
+    apns.script.always("gone", Answer(410, "Unregistered", timestamp=gone_since))
     apns.script.always("bad", Answer(400, "BadDeviceToken"))
-    apns.script.always("stale", Answer(410, "Unregistered", timestamp=gone_since))
-    ok, gone, bad, stale = deliver(conn, "ios", "tok-1", "gone", "bad", "stale")
+    ok, gone, bad = deliver(conn, "ios", "tok-1", "gone", "bad")
 
     assert outcome(conn, ok)[0] == Status.SENT
     message_id = outcome(conn, ok)[3]
     assert message_id == apns.answered_ids[0]  # the apns-id
-    assert [outcome(conn, e)[0] for e in (gone, bad, stale)] == [Status.FAILED] * 3
+    assert [outcome(conn, e)[0] for e in (gone, bad)] == [Status.FAILED] * 2
     assert "Unregistered" in (outcome(conn, gone)[2] or "")
     assert apns.received[0].payload == {
         "aps": {
@@ -153,12 +154,43 @@ def test_ios_events_through_apns(conn, apns) -> None:
     }
     assert apns.received[0].headers["apns-collapse-id"] == "orders"
 
-    # 410 for an event created before APNs found the token invalid: quarantined at once.
+    # 410: quarantined at once, though the event came after APNs found the token invalid (an event
+    # is not a registration: the app's backend may send a stale token for months).
     assert get_state(conn, Channel.IOS, "gone").status == AddressStatus.QUARANTINE
     assert get_state(conn, Channel.IOS, "gone").source == "apns"
-    # BadDeviceToken fails that event alone; a 410 older than the event does not quarantine.
+    # BadDeviceToken fails that event alone.
     assert get_state(conn, Channel.IOS, "bad").status != AddressStatus.QUARANTINE
-    assert get_state(conn, Channel.IOS, "stale").status != AddressStatus.QUARANTINE
+
+
+def test_an_unregistered_ios_token_is_sent_again_only_once_released(conn, apns) -> None:
+    """Apple: stop sending to a 410's token unless the device registers it again after the 410's
+    timestamp. Registrations are the app's backend's: it releases the token from quarantine."""
+    day_ago = int((datetime.now(UTC) - timedelta(days=1)).timestamp() * 1000)
+    apns.script.once("tok-9", Answer(410, "Unregistered", timestamp=day_ago))
+    (first,) = deliver(conn, "ios", "tok-9")
+    assert outcome(conn, first)[0] == Status.FAILED
+    assert get_state(conn, Channel.IOS, "tok-9").status == AddressStatus.QUARANTINE
+
+    # Later events carrying the token, all received after APNs's timestamp, are not sent.
+    requests = apns.requests
+    later = deliver(conn, "ios", "tok-9", "tok-9")
+    assert [outcome(conn, e)[:2] for e in later] == [(Status.IGNORED, "address in quarantine")] * 2
+    assert apns.requests == requests
+    # updateQuarantine's qualification of the refusal agrees (Hard, User unknown): still quarantined.
+    assert apply.qualify_send_failures(conn, qualify=qualifier(conn), rules=FeedbackSettings()) >= 1
+    assert get_state(conn, Channel.IOS, "tok-9").status == AddressStatus.QUARANTINE
+
+    # The device registered the token again: the backend releases it, and it is sent to again.
+    set_status(conn, Channel.IOS, "tok-9", AddressStatus.VALID, source="app backend")
+    (again,) = deliver(conn, "ios", "tok-9")
+    assert outcome(conn, again)[0] == Status.SENT
+
+    # APNs finds it invalid once more (a newer timestamp): quarantined again.
+    now = int(datetime.now(UTC).timestamp() * 1000)
+    apns.script.once("tok-9", Answer(410, "Unregistered", timestamp=now))
+    (last,) = deliver(conn, "ios", "tok-9")
+    assert outcome(conn, last)[0] == Status.FAILED
+    assert get_state(conn, Channel.IOS, "tok-9").status == AddressStatus.QUARANTINE
 
 
 def test_busy_fcm_is_retried_after_its_retry_after(conn, fcm) -> None:

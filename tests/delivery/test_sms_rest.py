@@ -13,17 +13,22 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
 from messagecenter.airflow.transports import http_api_from_airflow, http_transport, transport_for
 from messagecenter.api import create_app
+from messagecenter.core.errors import ConfigError
 from messagecenter.core.settings import FeedbackSettings, Settings, get_settings
 from messagecenter.core.types import Status
 from messagecenter.delivery import HttpTransport, Outcome, OutgoingMessage
@@ -42,6 +47,7 @@ from tests.support.sms_rest import (
     twilio_error,
     vonage_error,
 )
+from tests.support.webhooks.vonage import documented_signature
 
 CONN_ID = "mc_sms_rest_test"
 ENV = f"AIRFLOW_CONN_{CONN_ID.upper()}"
@@ -174,6 +180,16 @@ def test_twilios_documented_errors(fake_twilio, reply, outcome, error) -> None:
     assert AUTH_TOKEN not in result.error
 
 
+def test_twilios_refused_credentials_open_the_breaker_a_refused_sender_does_not(fake_twilio) -> None:
+    fake_twilio.replies.append(twilio_error(401, 20003, "Authenticate"))
+    fake_twilio.replies.append(twilio_error(400, 21606, "The 'From' phone number is not message-capable"))
+    (credentials, sender) = send(sms(event_id=1), sms(event_id=2))
+
+    assert credentials.outcome is sender.outcome is Outcome.TRANSIENT
+    assert credentials.extra["account_refused"] is True
+    assert "account_refused" not in sender.extra  # 'From' may only be refused for some destinations
+
+
 def test_twilio_429_is_retried_after_its_retry_after(fake_twilio) -> None:
     fake_twilio.replies.append(
         Reply(429, twilio_error(429, 20429, "Too Many Requests").body, headers=(("Retry-After", "7"),))
@@ -290,8 +306,11 @@ def test_a_long_vonage_text_refused_after_its_first_part_is_failed(fake_vonage) 
         (vonage_error("10", "Too many existing binds"), "transient"),
         (vonage_error("11", "Account not enabled for HTTP"), "transient"),
         (vonage_error("12", "Message too long"), "permanent"),
+        (vonage_error("14", "Invalid Signature"), "transient"),
         (vonage_error("15", "Illegal Sender Address - rejected"), "transient"),
+        (vonage_error("23", "Invalid Callback Url"), "transient"),
         (vonage_error("29", "Non White-listed Destination - rejected"), "permanent"),
+        (vonage_error("32", "Signature And API Secret Disallowed"), "transient"),
         (vonage_error("33", "Number de-activated"), "permanent"),
         (vonage_error("99", "Something new"), "transient"),
         (Reply(401, '{"type": "https://developer.nexmo.com/api-errors#unauthorized"}'), "transient"),
@@ -306,9 +325,14 @@ def test_vonages_documented_statuses(fake_vonage, reply, outcome) -> None:
 
     assert result.outcome is Outcome(outcome)
     assert result.message_id is None
+    code = None
     if reply.status == 200 and "messages" in reply.body:
         code = json.loads(reply.body)["messages"][0]["status"]
         assert result.error.startswith(f"Vonage status {code} ")
+    # What every message would get (credentials, signature, account, credit) opens the breaker at
+    # once; a sender or callback some messages may be refused for, or an outage, does not.
+    every_message = code in {"4", "8", "9", "11", "14", "32"} or reply.status == 401
+    assert result.extra.get("account_refused", False) is every_message
     assert API_SECRET not in result.error
 
 
@@ -324,6 +348,115 @@ def test_vonage_callback_too_long_is_left_out(monkeypatch, fake_vonage, caplog) 
     assert result.outcome is Outcome.SENT
     assert "callback" not in fake_vonage.requests[0].form
     assert "no callback asked for" in caplog.text
+
+
+SIGNATURE_SECRET = "vonage-signature-secret"
+
+
+@contextmanager
+def signed_vonage(
+    monkeypatch: pytest.MonkeyPatch, method: str = "md5hash", **extra: Any
+) -> Iterator[FakeVonage]:
+    """A Vonage account that enforces signed requests, and the connection to it: its signature
+    secret and method in the extras, and its API secret as the password all the same."""
+    server = FakeVonage(LATENCY, signature_secret=SIGNATURE_SECRET, signature_method=method, signed_only=True)
+    with running(server):
+        conn_extra = {"signature_secret": SIGNATURE_SECRET, "signature_method": method, **extra}
+        monkeypatch.setenv(ENV, server.connection(**conn_extra))
+        yield server
+        assert server.violations == []
+
+
+@pytest.mark.parametrize("method", ["md5hash", "md5", "sha1", "sha256", "sha512"])
+def test_vonage_signed_request_carries_sig_and_timestamp_never_the_api_secret(
+    monkeypatch, public_url, method
+) -> None:
+    with signed_vonage(monkeypatch, method) as server:
+        before = time.time()
+        (result,) = send(sms(event_id=9, address="+44 7700 900000", text="a&b=c"))
+
+    assert result.outcome is Outcome.SENT, result.error
+    [request] = server.requests
+    form = dict(request.form)
+    assert "api_secret" not in form
+    assert API_SECRET not in urlencode(form)
+    sig, timestamp = form.pop("sig"), form["timestamp"]
+    assert before - 1 <= int(timestamp) <= time.time()  # UNIX seconds
+    assert form == {
+        "api_key": API_KEY,
+        "from": "AcmeInc",
+        "to": "447700900000",
+        "text": "a&b=c",  # sent as is, signed as "a_b_c"
+        "client-ref": "mc_event_id=9",
+        "callback": f"{PUBLIC_URL}/api/v1/feedback/vonage",
+        "timestamp": timestamp,
+    }
+    assert sig == documented_signature(form, SIGNATURE_SECRET, method).lower()
+    assert result.message_id == request.answer["messages"][0]["message-id"]
+
+
+@pytest.mark.parametrize(
+    "case", ["wrong secret", "other method", "stale clock", "unsigned", "no signature secret at Vonage"]
+)
+def test_vonage_refuses_a_bad_signature_and_the_breaker_opens(monkeypatch, case) -> None:
+    """Vonage's status 14 for a signature it cannot verify: not this message's fault (retried, never
+    failed alone) and every message would get it (the provider's breaker opens at once)."""
+    extra: dict[str, Any] = {
+        "wrong secret": {"signature_secret": "not-the-signature-secret"},
+        "other method": {"signature_method": "sha256"},
+        "unsigned": {"signature_secret": None, "signature_method": None},
+    }.get(case, {})
+    with signed_vonage(monkeypatch, **extra) as server:
+        if case == "no signature secret at Vonage":
+            server.signature_secret = None
+        if case == "stale clock":  # a worker whose clock is ten minutes late
+            account = SmsAccount(
+                server.base_url, API_KEY, API_SECRET, sender="AcmeInc", signature_secret=SIGNATURE_SECRET
+            )
+            late = HttpTransport(lambda: VonageApi(account, clock=lambda: time.time() - 600), name="late")
+            with late:
+                result = late.send(sms())
+        else:
+            (result,) = send(sms())
+
+    assert len(server.requests) == 1
+    assert result.outcome is Outcome.TRANSIENT
+    assert result.error.startswith("Vonage status 14 Invalid Signature")
+    assert "check the connection" in result.error
+    assert result.extra["account_refused"] is True
+    assert SIGNATURE_SECRET not in result.error
+    assert API_SECRET not in result.error
+
+
+def test_the_fake_vonage_refuses_a_signature_with_the_api_secret(monkeypatch) -> None:
+    with signed_vonage(monkeypatch) as server:
+        form = {"api_key": API_KEY, "from": "AcmeInc", "to": "447700900000", "text": "hi"}
+        form["timestamp"] = str(int(time.time()))
+        form["sig"] = documented_signature(form, SIGNATURE_SECRET, "md5hash")
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+        with httpx.Client(base_url=server.base_url, headers=headers) as client:
+            signed = client.post("/sms/json", content=urlencode(form)).json()
+            both = client.post("/sms/json", content=urlencode({**form, "api_secret": API_SECRET})).json()
+
+    assert signed["messages"][0]["status"] == "0"  # the documented steps, done by hand: accepted
+    assert both["messages"][0]["status"] == "32"
+
+
+def test_vonage_signing_settings_are_checked(monkeypatch) -> None:
+    use(monkeypatch, login="k", extra={"provider": "vonage", "from": "A", "signature_secret": "s"})
+    assert http_api_from_airflow(CONN_ID).request(sms()).content  # signing: no API secret needed
+    for extra, error in [
+        ({"signature_secret": "s", "signature_method": "sha3"}, "must be one of md5hash, md5, sha1"),
+        ({"signature_method": "sha256"}, "'signature_method' needs 'signature_secret'"),
+    ]:
+        use(monkeypatch, login="k", password="p", extra={"provider": "vonage", "from": "A", **extra})
+        with pytest.raises(ConfigError, match=re.escape(error)):
+            http_api_from_airflow(CONN_ID)
+    account = SmsAccount(
+        "https://rest.nexmo.com", "k", "api-secret", sender="A", signature_secret="sig-secret"
+    )
+    assert "api-secret" not in repr(VonageApi(account))
+    assert "sig-secret" not in repr(VonageApi(account))
 
 
 def test_vonages_receipt_is_matched_to_the_event_by_client_ref(fake_vonage, public_url) -> None:
@@ -493,9 +626,6 @@ def test_pipeline_one_bad_number_fails_alone_and_a_429_waits(
     assert callbacks == {f"{PUBLIC_URL}/api/v1/feedback/twilio?mc_event_id={i}" for i in ids}
 
 
-SIGNATURE_SECRET = "vonage-signature-secret"
-
-
 def feedback_api(db_dsn: str, monkeypatch: pytest.MonkeyPatch) -> TestClient:
     """The API with its feedback webhooks, their ``mc_feedback_<provider>`` connections holding the
     secrets the providers sign with, behind ``MC_PUBLIC_URL``."""
@@ -597,6 +727,44 @@ def test_pipeline_through_vonage(
     for event_id in (ids[0], ids[2]):
         answer = ids_by_ref[f"mc_event_id={event_id}"]
         assert found[event_id] == (SENT, None, answer["messages"][0]["message-id"])
+
+
+def test_pipeline_a_wrong_signature_secret_stops_the_provider_then_the_fix_sends_the_rest(
+    conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The account enforces signed requests and the connection has the wrong signature secret: the
+    first refusal opens the breaker, so the other events are not tried (their tries are kept) and
+    wait; the event that was tried fails after its tries with the account's error, never alone for
+    its number. Once the connection is fixed, the others are sent, signed."""
+    settings = replace(SETTINGS, max_tries=1, breaker_cooldown_seconds=1)
+    server = FakeVonage(signature_secret=SIGNATURE_SECRET, signed_only=True)
+    with running(server):
+        wrong = {"signature_secret": "an-old-signature-secret", "max_connections": 1}
+        monkeypatch.setenv("AIRFLOW_CONN_MC_SMS", server.connection(**wrong))
+        publish(conn)
+        ids = push(conn, "batch", *(otp(f"+4477009000{n:02}", n) for n in range(6)))
+        run_batch(conn, settings)
+
+        assert len(server.requests) == 1  # not one per event, nor the breaker's threshold
+        rows = conn.execute("SELECT id, status, errors FROM mc.batch_event ORDER BY id").fetchall()
+        [tried] = [event_id for event_id, _, errors in rows if errors or event_id in logs(conn)]
+        status, error, _ = logs(conn)[tried]
+        assert status == FAILED
+        assert error.startswith("max tries (1) reached: Vonage status 14 Invalid Signature")
+        assert "check the connection" in error
+        waiting = [(status, errors) for event_id, status, errors in rows if event_id != tried]
+        assert waiting == [(1, 0)] * 5  # Pending delivery, no try spent
+
+        monkeypatch.setenv("AIRFLOW_CONN_MC_SMS", server.connection(signature_secret=SIGNATURE_SECRET))
+        time.sleep(1.1)  # the breaker half opens, the events are due again
+        run_batch(conn, settings)
+        assert server.violations == []
+
+    found = logs(conn)
+    assert {found[i][0] for i in ids if i != tried} == {SENT}
+    signed = server.requests[1:]
+    assert len(signed) == 5
+    assert all("sig" in r.form and "api_secret" not in r.form for r in server.requests)
 
 
 def test_query_string_of_the_callback_is_what_the_webhook_reads() -> None:

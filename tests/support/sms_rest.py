@@ -8,6 +8,11 @@ connection) that answers as the provider documents, optionally after a latency:
   the documented ones, each once; ``To`` in E.164 (else 400, error 21211), ``Body`` (21602), ``From``
   or ``MessagingServiceSid`` (21603); success is 201 with a Message resource whose ``sid`` is new.
 * :class:`FakeVonage` (``POST /sms/json``): ``api_key`` / ``api_secret`` in the form (else status 4),
+  or, signed (``signature_secret``), ``api_key``, ``timestamp`` and ``sig`` checked with the steps
+  of Vonage's "Signing Messages" (:func:`tests.support.webhooks.vonage.documented_signature`, not
+  the code under test): a wrong or missing ``sig``, or a ``timestamp`` more than ``max_skew``
+  seconds from now, is status 14 (Invalid Signature), ``sig`` with ``api_secret`` status 32, and
+  an account that enforces signing (``signed_only``) answers 14 to an unsigned request too;
   ``from``, ``to`` (7 to 15 digits, no ``+``: else status 3), ``text``; ``type`` ``unicode`` exactly
   when the text is not GSM 7-bit; ``client-ref`` and ``callback`` within Vonage's lengths; success
   is 200 with one message per part (153 GSM characters, 67 UCS-2 ones per part of a long text).
@@ -34,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.support.sinks import Reply
+from tests.support.webhooks.vonage import documented_signature
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 AUTH_TOKEN = "twilio-auth-token-0123456789abcd"
@@ -41,7 +47,11 @@ API_KEY = "abcd1234"
 API_SECRET = "Vonage0123456789"
 FORM = "application/x-www-form-urlencoded"
 TWILIO_FIELDS = {"To", "From", "MessagingServiceSid", "Body", "StatusCallback"}
-VONAGE_FIELDS = {"api_key", "api_secret", "from", "to", "text", "type", "client-ref", "callback"}
+VONAGE_FIELDS = {
+    "api_key", "api_secret", "timestamp", "sig", "from", "to", "text", "type", "client-ref", "callback",
+}  # fmt: skip
+# Vonage documents the signed timestamp as a defence against replays, not its window: 5 minutes here.
+VONAGE_MAX_SKEW = 300
 GSM_7 = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
@@ -184,10 +194,24 @@ class FakeTwilio(FakeProvider):
 
 
 class FakeVonage(FakeProvider):
-    def __init__(self, latency: float = 0.0, *, api_key: str = API_KEY, api_secret: str = API_SECRET) -> None:
+    def __init__(
+        self,
+        latency: float = 0.0,
+        *,
+        api_key: str = API_KEY,
+        api_secret: str = API_SECRET,
+        signature_secret: str | None = None,
+        signature_method: str = "md5hash",
+        signed_only: bool = False,
+        max_skew: float = VONAGE_MAX_SKEW,
+    ) -> None:
         super().__init__(latency)
         self.api_key = api_key
         self.api_secret = api_secret
+        self.signature_secret = signature_secret
+        self.signature_method = signature_method
+        self.signed_only = signed_only
+        self.max_skew = max_skew
 
     def connection(self, **extra: Any) -> str:
         extras = {"provider": "vonage", "base_url": self.base_url, "from": "AcmeInc", **extra}
@@ -204,8 +228,9 @@ class FakeVonage(FakeProvider):
         form = request.form
         if set(form) - VONAGE_FIELDS:
             self.violation(f"unknown fields {sorted(set(form) - VONAGE_FIELDS)}")
-        if form.get("api_key") != self.api_key or form.get("api_secret") != self.api_secret:
-            return vonage_error("4", "Bad Credentials"), {}
+        refused = self.authenticate(form)
+        if refused is not None:
+            return refused, {}
         for name in ("from", "to", "text"):
             if not form.get(name):
                 return vonage_error("2", f"Missing {name} param"), {}
@@ -241,6 +266,30 @@ class FakeVonage(FakeProvider):
             messages.append(message)
         answer = {"message-count": str(count), "messages": messages}
         return Reply(200, json.dumps(answer)), answer
+
+    def authenticate(self, form: dict[str, str]) -> Reply | None:
+        """The refusal of a request whose credentials or signature are not the account's, else None."""
+        if "sig" not in form:
+            if self.signed_only:
+                return vonage_error("14", "Invalid Signature")
+            if form.get("api_key") != self.api_key or form.get("api_secret") != self.api_secret:
+                return vonage_error("4", "Bad Credentials")
+            return None
+        if "api_secret" in form:
+            return vonage_error("32", "Signature And API Secret Disallowed")
+        if form.get("api_key") != self.api_key:
+            return vonage_error("4", "Bad Credentials")
+        try:
+            skew = abs(time.time() - int(form.get("timestamp", "")))
+        except ValueError:
+            return vonage_error("14", "Invalid Signature")
+        if self.signature_secret is None or skew > self.max_skew:
+            return vonage_error("14", "Invalid Signature")
+        params = {name: value for name, value in form.items() if name != "sig"}
+        expected = documented_signature(params, self.signature_secret, self.signature_method)
+        if form["sig"].lower() != expected.lower():
+            return vonage_error("14", "Invalid Signature")
+        return None
 
 
 class _Handler(BaseHTTPRequestHandler):

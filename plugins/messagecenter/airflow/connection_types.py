@@ -184,6 +184,18 @@ HTTP_FIELDS: dict[str, dict[str, Any]] = {
         "string",
         "Sends through this service, instead of or with the sender.",
     ),
+    "signature_secret": _field(
+        "Signature secret (Vonage)",
+        "string",
+        "Signs each request (signed requests) instead of sending the API secret.",
+        format="password",
+    ),
+    "signature_method": _field(
+        "Signature method (Vonage)",
+        "string",
+        "The account's signing algorithm (default md5hash).",
+        enum=["md5hash", "md5", "sha1", "sha256", "sha512"],
+    ),
     "base_url": _field(
         "Base URL (Twilio, Vonage)",
         "string",

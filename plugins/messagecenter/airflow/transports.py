@@ -252,8 +252,11 @@ def sms_api_from_airflow(conn_id: str) -> HttpApi:
     Login and password: Twilio's Account SID and auth token, or Vonage's API key and secret. Extras:
     ``from`` (the sender: a number or an alphanumeric id), ``messaging_service_sid`` (Twilio, instead
     of or with ``from``), ``base_url`` (default the provider's; else ``host`` / ``schema`` / ``port``
-    as for the generic provider). Status callbacks go to ``MC_PUBLIC_URL``'s feedback webhook; without
-    it none is asked for.
+    as for the generic provider); Vonage's signed requests: ``signature_secret`` (the account's
+    signature secret: each request is signed with it and the API secret, then optional, is never
+    sent) and ``signature_method`` (``md5hash``, the default, ``md5``, ``sha1``, ``sha256`` or
+    ``sha512``: the account's setting). Status callbacks go to ``MC_PUBLIC_URL``'s feedback webhook;
+    without it none is asked for.
     """
     from messagecenter.airflow.connection_types import plain_extra
 
@@ -277,11 +280,21 @@ def sms_api_from_airflow(conn_id: str) -> HttpApi:
         sender=str(extra["from"]).strip() if extra.get("from") else None,
         messaging_service_sid=str(extra.get("messaging_service_sid") or "").strip() or None,
         public_url=settings.get_settings().feedback.public_url or None,
+        **_signing(conn_id, extra),
     )
     try:
         return SMS_APIS[provider](account)
     except ConfigError as exc:
         raise ConfigError(f"connection {conn_id!r}: {exc}") from None
+
+
+def _signing(conn_id: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """The extras ``signature_secret`` and ``signature_method`` (Vonage's signed requests)."""
+    secret = str(extra.get("signature_secret") or "")
+    method = str(extra.get("signature_method") or "").strip().lower()
+    if method and not secret:
+        raise ConfigError(f"connection {conn_id!r}: extra 'signature_method' needs 'signature_secret'")
+    return {"signature_secret": secret or None, **({"signature_method": method} if method else {})}
 
 
 def _base_url(conn_id: str, conn: Any) -> str:

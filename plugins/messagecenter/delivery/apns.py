@@ -12,9 +12,17 @@ carries the same id. A connection that APNs closes (GOAWAY) is reopened: a reque
 GOAWAY's last stream was never processed and goes out on the new connection (httpcore does it), a
 request whose answer was lost with the connection is sent once more. Answers: 200 Sent (the
 message id is ``apns-id``); 410 ``Unregistered`` Failed, and the token goes into quarantine at once
-unless the event came after the 410's ``timestamp`` (the token was pushed to us again since APNs
-saw it invalid); other 400s, 404, 405, 413 Failed (that event alone); 429, 500, 503 and our own
-provider-token problems (403) retried.
+(Campaign: Hard, User unknown); other 400s, 404, 405, 413 Failed (that event alone); 429, 500, 503
+and our own provider-token problems (403) retried.
+
+A 410's ``timestamp`` is when APNs last confirmed the token was no longer valid for the topic (ms
+since the epoch); Apple's rule is to stop sending to it unless the device registered it with the
+provider again after that. Message Center does not see registrations: an event only carries the
+token the app's backend has, and an event received after the timestamp says nothing about the
+device (the backend may send a stale token for months), so the token is quarantined whatever the
+event's age. The device registering it again is the backend releasing it from quarantine
+(``DELETE /api/v1/quarantine``, ``quarantine release``); a later 410 quarantines it again. The
+timestamp is kept in the error.
 """
 
 from __future__ import annotations
@@ -149,13 +157,14 @@ def apns_request(
     return f"/3/device/{message.address}", headers, payload
 
 
-def re_registered(timestamp_ms: Any, created: datetime | None) -> bool:
-    """A 410's token was pushed to us again after APNs found it invalid (at ``timestamp``, in
-    milliseconds): the event was created later, so only this message fails."""
-    if created is None or not isinstance(timestamp_ms, int | float) or isinstance(timestamp_ms, bool):
-        return False
-    created = created if created.tzinfo else created.replace(tzinfo=UTC)
-    return created.timestamp() * 1000 > timestamp_ms
+def unregistered_at(timestamp_ms: Any) -> datetime | None:
+    """A 410's ``timestamp`` (milliseconds since the epoch) as a datetime; None if it is not one."""
+    if not isinstance(timestamp_ms, int | float) or isinstance(timestamp_ms, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 # --- provider tokens -----------------------------------------------------------------------------
@@ -338,10 +347,10 @@ class ApnsTransport(DeadlineTransport):
             extra["apns_reason"] = reason
         error = f"APNs {reason or 'error'} (HTTP {status})"
         if status == 410:
-            if re_registered(fields.get("timestamp"), message.created):
-                error += ": the token was pushed again after APNs found it invalid, not quarantined"
-            else:
-                extra.update(dead_address=True, failure_reason=int(FailureReason.USER_UNKNOWN), source="apns")
+            error += ": the token is no longer valid for the topic"
+            if (since := unregistered_at(fields.get("timestamp"))) is not None:
+                error += f" (confirmed by APNs at {since.isoformat(timespec='seconds')})"
+            extra.update(dead_address=True, failure_reason=int(FailureReason.USER_UNKNOWN), source="apns")
             return SendResult(Outcome.PERMANENT, provider_answer=text, error=error, extra=extra)
         if status == 403 or reason in _OUR_PROBLEM:
             outcome = Outcome.TRANSIENT

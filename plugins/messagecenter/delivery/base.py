@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -39,8 +38,6 @@ class OutgoingMessage:
     :param sound: push: the sound played.
     :param collapse_id: push: a newer message with the same id replaces an older one not yet shown.
     :param thread_id: iOS push: notifications of one thread are grouped.
-    :param created: when the event was received (APNs: a token refused as unregistered before it
-        was pushed again is not quarantined).
     """
 
     event_id: int
@@ -55,17 +52,18 @@ class OutgoingMessage:
     sound: str | None = None
     collapse_id: str | None = None
     thread_id: str | None = None
-    created: datetime | None = None
 
 
 @dataclass(frozen=True)
 class SendResult:
     """What a send did. ``attempted`` is false when the message never reached the provider (no
     connection could be had): that is not a try of the event, and says nothing of the provider's
-    health to its circuit breaker. ``extra`` may say ``retry_after`` (seconds, HTTP 429 / 503), and
-    for an address the provider says is dead (a push token unregistered) ``dead_address`` True with
-    its ``failure_reason`` (a feedback reason code) and ``source`` (the provider's kind): the
-    chunk's results then put the address in quarantine at once."""
+    health to its circuit breaker. ``extra`` may say ``retry_after`` (seconds, HTTP 429 / 503);
+    ``account_refused`` True when the provider refused the account in a way every message would be
+    (credentials, signature, credit): the provider's breaker then opens at once; and for an address
+    the provider says is dead (a push token unregistered) ``dead_address`` True with its
+    ``failure_reason`` (a feedback reason code) and ``source`` (the provider's kind): the chunk's
+    results then put the address in quarantine at once."""
 
     outcome: Outcome
     message_id: str | None = None

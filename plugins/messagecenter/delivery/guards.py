@@ -23,7 +23,8 @@ from messagecenter.delivery.rate import RateLimiter
 
 
 class CircuitBreaker:
-    """Open after ``threshold`` consecutive transient failures; half open after ``cooldown`` seconds.
+    """Open after ``threshold`` consecutive transient failures, or at once when :meth:`trip` says the
+    provider refuses every message; half open after ``cooldown`` seconds.
 
     While open, :meth:`allow` is false: the caller answers TRANSIENT without calling the provider.
     After the cooldown one message is let through; if it fails the circuit opens again at once.
@@ -35,6 +36,7 @@ class CircuitBreaker:
         self._failures = 0
         self._open_until = 0.0
         self._lock = threading.Lock()
+        self.reason = f"{self.threshold} transient errors in a row"  # why it opened last
 
     @property
     def is_open(self) -> bool:
@@ -53,11 +55,21 @@ class CircuitBreaker:
             if outcome is Outcome.TRANSIENT:
                 self._failures += 1
                 if self._failures >= self.threshold:
-                    self._open_until = time.monotonic() + self.cooldown
-                    self._failures = self.threshold - 1  # half open: one more failure reopens it
+                    self._open(f"{self.threshold} transient errors in a row")
             else:
                 self._failures = 0
                 self._open_until = 0.0
+
+    def trip(self, reason: str) -> None:
+        """Open now: the provider refused something every message would be refused for (the
+        account's credentials), so the next ones would only fail the same way."""
+        with self._lock:
+            self._open(reason)
+
+    def _open(self, reason: str) -> None:
+        self._open_until = time.monotonic() + self.cooldown
+        self._failures = self.threshold - 1  # half open: one more failure reopens it
+        self.reason = reason
 
 
 _BREAKERS: dict[str, CircuitBreaker] = {}

@@ -11,7 +11,10 @@ number, a text too long) is ``PERMANENT``: that event fails alone. Throttling an
 own errors are ``TRANSIENT``. So is a refusal of the *account* (credentials, sender, credit,
 callback URL): failing every event for a setting an operator can fix would lose them all, whereas
 transient failures open the provider's circuit breaker and the events wait for the fix (they fail
-anyway after their tries).
+anyway after their tries). A refusal that every message would get whatever its number (bad
+credentials or signature, an account suspended or out of credit) also says ``account_refused``:
+the breaker opens at once, so a wrong secret costs a try to the messages in flight, not one to
+each event of the chunk.
 
 Delivery receipts come back through the feedback webhooks (``POST /api/v1/feedback/twilio`` and
 ``/vonage``, under the public URL ``MC_PUBLIC_URL``), matched to the event by its id: Twilio's
@@ -25,7 +28,8 @@ kept in the delivery log is Twilio's ``sid`` / Vonage's ``message-id``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -37,6 +41,7 @@ from messagecenter.core.providers import TWILIO_BASE_URL, VONAGE_BASE_URL
 from messagecenter.core.types import Channel
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult
 from messagecenter.delivery.http import HttpRequest, classify_status, http_error
+from messagecenter.feedback.vonage_signing import DEFAULT_METHOD, METHODS, sign
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +77,10 @@ TWILIO_ACCOUNT_ERRORS = frozenset(
         21705,  # invalid Messaging Service
     }
 )
-# HTTP statuses that refuse the account, not the message (when the answer names no code).
+# Of those, the ones every message gets whatever its number: the breaker opens at once.
+TWILIO_CREDENTIAL_ERRORS = frozenset({20003, 20005, 20404})
+# HTTP statuses that refuse the account, not the message (when the answer names no code): each
+# one refuses every message.
 ACCOUNT_STATUSES = frozenset({401, 403, 404})
 
 # Vonage SMS API send statuses ("Troubleshooting SMS", SMS API error codes).
@@ -102,6 +110,9 @@ VONAGE_STATUSES = {
 # (1 throttled, 5 internal error, 10 too many binds, unknown ones): TRANSIENT.
 VONAGE_PERMANENT = frozenset({"2", "3", "6", "7", "12", "22", "29", "33"})
 VONAGE_ACCOUNT_ERRORS = frozenset({"4", "8", "9", "11", "14", "15", "23", "32"})
+# Of those, the ones every message gets (not 15, a sender some destinations refuse, nor 23): the
+# credentials or the signature, an account suspended, out of credit, or not enabled for HTTP.
+VONAGE_CREDENTIAL_ERRORS = frozenset({"4", "8", "9", "11", "14", "32"})
 ACCOUNT_REFUSED = " (the account or its settings, not this message: check the connection)"
 
 
@@ -116,6 +127,10 @@ class SmsAccount:
     :param messaging_service_sid: Twilio's Messaging Service (instead of, or with, ``sender``).
     :param public_url: the API's public base URL (``MC_PUBLIC_URL``), where status callbacks are
         sent; empty: none asked for.
+    :param signature_secret: Vonage: sign each request with this secret (``sig``) instead of
+        sending the API secret.
+    :param signature_method: Vonage: the account's signing algorithm, one of
+        :data:`~messagecenter.feedback.vonage_signing.METHODS`.
     """
 
     base_url: str
@@ -124,11 +139,14 @@ class SmsAccount:
     sender: str | None = None
     messaging_service_sid: str | None = None
     public_url: str | None = None
+    signature_secret: str | None = None
+    signature_method: str = DEFAULT_METHOD
 
-    def __repr__(self) -> str:  # never show the secret, even in a traceback
+    def __repr__(self) -> str:  # never show the secrets, even in a traceback
         return (
             f"SmsAccount(base_url={self.base_url!r}, login={self.login!r}, sender={self.sender!r}, "
-            f"messaging_service_sid={self.messaging_service_sid!r}, public_url={self.public_url!r})"
+            f"messaging_service_sid={self.messaging_service_sid!r}, public_url={self.public_url!r}, "
+            f"signed={bool(self.signature_secret)}, signature_method={self.signature_method!r})"
         )
 
     def callback_url(self, provider: str) -> str | None:
@@ -241,7 +259,8 @@ class TwilioApi(_RestSmsApi):
         if status == 429 or code in TWILIO_THROTTLED:
             return SendResult(Outcome.TRANSIENT, error=error)
         if code in TWILIO_ACCOUNT_ERRORS or (code is None and status in ACCOUNT_STATUSES):
-            return SendResult(Outcome.TRANSIENT, error=error + ACCOUNT_REFUSED)
+            every_message = code in TWILIO_CREDENTIAL_ERRORS or code is None
+            return _account_refused(error, every_message=every_message)
         return SendResult(classify_status(status), error=error)
 
 
@@ -250,7 +269,10 @@ class VonageApi(_RestSmsApi):
 
     A form with ``api_key``, ``api_secret``, ``from``, ``to`` (E.164 without its ``+``), ``text``,
     ``type=unicode`` when the text is not all GSM 7-bit, ``client-ref`` (``mc_event_id=<id>``) and
-    ``callback`` (the receipts' URL; left out, with a warning, if longer than Vonage takes). The
+    ``callback`` (the receipts' URL; left out, with a warning, if longer than Vonage takes).
+    With a signature secret (an account where Vonage enforces signed requests), ``api_secret`` is
+    never sent (Vonage refuses both, status 32): the form carries ``timestamp`` (UNIX seconds) and
+    ``sig``, the signature of every other field (:mod:`messagecenter.feedback.vonage_signing`). The
     answer is ``200`` with ``{"message-count", "messages": [{"status", "message-id", ...}]}``, one
     message per part of a long text; ``status`` ``"0"`` is accepted, others follow
     :data:`VONAGE_PERMANENT`. A long text is Sent when every part is accepted, and the first part's
@@ -262,8 +284,18 @@ class VonageApi(_RestSmsApi):
 
     NAME = "vonage"
 
-    def __init__(self, account: SmsAccount) -> None:
-        account.require(self.NAME, login="API key", secret="API secret")
+    def __init__(self, account: SmsAccount, *, clock: Callable[[], float] = time.time) -> None:
+        if account.signature_secret:
+            if not account.login:
+                raise ConfigError(f"{self.NAME}: the connection's login (API key) is empty")
+            if account.signature_method not in METHODS:
+                raise ConfigError(
+                    f"{self.NAME}: extra 'signature_method' must be one of {', '.join(METHODS)}, "
+                    f"not {account.signature_method!r}"
+                )
+        else:
+            account.require(self.NAME, login="API key", secret="API secret")
+        self.clock = clock
         if not account.sender:
             raise ConfigError(f"{self.NAME}: set the extra 'from' (a number or an alphanumeric sender id)")
         super().__init__(account, "/sms/json")  # no auth header: the credentials are form fields
@@ -279,10 +311,11 @@ class VonageApi(_RestSmsApi):
 
     def request(self, message: OutgoingMessage) -> HttpRequest:
         text = _sms_text(message)
+        account = self.account
         fields = {
-            "api_key": self.account.login,
-            "api_secret": self.account.secret,
-            "from": self.account.sender or "",
+            "api_key": account.login,
+            **({} if account.signature_secret else {"api_secret": account.secret}),
+            "from": account.sender or "",
             "to": _number(message.address).removeprefix("+"),
             "text": text,
         }
@@ -291,13 +324,17 @@ class VonageApi(_RestSmsApi):
         fields["client-ref"] = f"mc_event_id={message.event_id}"
         if self.callback:
             fields["callback"] = self.callback
+        if account.signature_secret:
+            fields = sign(
+                fields, account.signature_secret, account.signature_method, timestamp=int(self.clock())
+            )
         return _form(self.url, fields)
 
     def answer(self, response: httpx.Response) -> SendResult:
         status = response.status_code
         if not 200 <= status <= 299:
             if status in ACCOUNT_STATUSES:
-                return SendResult(Outcome.TRANSIENT, error=http_error(response) + ACCOUNT_REFUSED)
+                return _account_refused(http_error(response), every_message=True)
             return SendResult(classify_status(status), error=http_error(response))
         parts = _json_object(response).get("messages")
         if not isinstance(parts, list) or not parts or not all(isinstance(p, dict) for p in parts):
@@ -318,9 +355,18 @@ class VonageApi(_RestSmsApi):
             return SendResult(Outcome.PERMANENT, message_id=first_id, error=error)
         if code in VONAGE_PERMANENT:
             return SendResult(Outcome.PERMANENT, error=error)
-        return SendResult(
-            Outcome.TRANSIENT, error=error + (ACCOUNT_REFUSED if code in VONAGE_ACCOUNT_ERRORS else "")
-        )
+        if code in VONAGE_ACCOUNT_ERRORS:
+            return _account_refused(error, every_message=code in VONAGE_CREDENTIAL_ERRORS)
+        return SendResult(Outcome.TRANSIENT, error=error)
+
+
+def _account_refused(error: str, *, every_message: bool) -> SendResult:
+    """A refusal of the account: retried; ``every_message``: the provider's breaker opens at once."""
+    return SendResult(
+        Outcome.TRANSIENT,
+        error=error + ACCOUNT_REFUSED,
+        extra={"account_refused": True} if every_message else {},
+    )
 
 
 SMS_APIS: dict[str, type[TwilioApi] | type[VonageApi]] = {"twilio": TwilioApi, "vonage": VonageApi}

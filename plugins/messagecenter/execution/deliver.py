@@ -171,8 +171,8 @@ def _deliver_chunk(
     stops the sending at once (:class:`DatabaseLost`: nothing more is sent that could not be
     logged); a set ``stop`` ends the chunk early (the messages in flight finish and are logged, the
     events not handled yet come back as soon as the chunk commits); the provider's circuit breaker,
-    open after consecutive transient failures, answers without calling the provider; and the rate
-    limiter, when the provider has one, spaces the sends.
+    open after consecutive transient failures or a refused account, answers without calling the
+    provider; and the rate limiter, when the provider has one, spaces the sends.
     """
     templates = _templates(conn, events)
     addresses = {e.id: e.address for e in events}
@@ -367,7 +367,7 @@ def _prepare(
     if rendered.is_empty(channel):
         return Result(event, Status.IGNORED, address, error="empty message")
     if not breaker.allow():
-        error = f"provider failing: {breaker.threshold} transient errors in a row, not tried"
+        error = f"provider failing: {breaker.reason}, not tried"
         # Not a try (the error count stays), but not due again before the breaker half opens.
         return Result(event, None, address, error=error, retry_after=breaker.remaining)
     return OutgoingMessage(
@@ -383,7 +383,6 @@ def _prepare(
         sound=template.sound,
         collapse_id=template.collapse_id,
         thread_id=template.thread_id,
-        created=event.created,
     )
 
 
@@ -406,7 +405,10 @@ def _result_of(pending: Result, sent: SendResult, breaker: CircuitBreaker) -> Re
     """Sent, Failed (permanent) or a retry (transient), from the provider's answer."""
     if not sent.attempted:  # never reached the provider: retried, but neither a try nor a failure
         return replace(pending, error=sent.error, retry_after=NOT_REACHED_RETRY_SECONDS)
-    breaker.record(sent.outcome)
+    if sent.extra.get("account_refused"):
+        breaker.trip("the provider refused the account")
+    else:
+        breaker.record(sent.outcome)
     retry_after = sent.extra.get("retry_after") if sent.extra else None  # HTTP 429 / 503
     return Result(
         pending.event, _STATUS_OF[sent.outcome], pending.address, sent, sent.error, float(retry_after or 0.0)

@@ -1,11 +1,10 @@
 """Vonage SMS API delivery receipts: the signed-webhook ``sig`` parameter, and one receipt per request.
 
-Vonage's documented scheme (``Signing Messages``): take every parameter but ``sig``, sorted by name;
-replace ``&`` and ``=`` in the values by ``_``; build ``&name=value&name=value``; then either append
-the signature secret and take the MD5 hex digest (``md5hash``, the default), or take the hex HMAC
-under the secret with MD5, SHA-1, SHA-256 or SHA-512 (extra ``signature_method``: ``md5``, ``sha1``,
-``sha256``, ``sha512``). Vonage's libraries compare case-insensitively (HMACs come upper case). The
-signed ``timestamp`` parameter must be within ``max_age_seconds`` of now.
+Vonage's documented scheme (``Signing Messages``, :mod:`messagecenter.feedback.vonage_signing`, the
+same that signs the SMS we send): the sorted parameters but ``sig``, then the MD5 hash with the
+signature secret (``md5hash``, the default) or an HMAC under it (extra ``signature_method``: ``md5``,
+``sha1``, ``sha256``, ``sha512``). Vonage's libraries compare case-insensitively (HMACs come upper
+case). The signed ``timestamp`` parameter must be within ``max_age_seconds`` of now.
 
 Signing is enabled per account by Vonage support. Until it is, a connection with no password and
 extra ``allow_unsigned: true`` accepts unsigned receipts (anyone who knows the URL can then forge
@@ -17,13 +16,13 @@ comes back as ``client-ref`` (set at send), either bare or as ``mc_event_id=<id>
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from messagecenter.core.errors import ConfigError
+from messagecenter.feedback.vonage_signing import METHODS, compute_signature
 from messagecenter.feedback.webhooks.base import (
     DEFAULT_CONTEXT,
     FeedbackEvent,
@@ -45,7 +44,6 @@ from messagecenter.feedback.webhooks.base import (
 log = logging.getLogger(__name__)
 
 NAME = "vonage"
-METHODS = ("md5hash", "md5", "sha1", "sha256", "sha512")
 
 # DLR err-code values (Vonage "Delivery Receipts" guide).
 ERROR_NAMES = {
@@ -105,14 +103,6 @@ def verify(request: WebhookRequest, secret: ProviderSecret, context: VerifyConte
         expected.encode("ascii"), signature.strip().lower().encode("utf-8", "replace")
     ):
         raise SignatureError("sig does not match")
-
-
-def compute_signature(secret: str, params: dict[str, str], method: str = "md5hash") -> str:
-    """Vonage's signature of ``params`` (without ``sig``), lower-case hex."""
-    signed = "".join(f"&{name}={params[name].replace('&', '_').replace('=', '_')}" for name in sorted(params))
-    if method == "md5hash":
-        return hashlib.md5((signed + secret).encode("utf-8")).hexdigest()
-    return hmac.new(secret.encode("utf-8"), signed.encode("utf-8"), method).hexdigest()
 
 
 def parse(request: WebhookRequest) -> list[FeedbackEvent]:

@@ -365,7 +365,9 @@ def run(demo_dir: Path, *, check: bool) -> int:
         token = api_token(demo_dir)
         bounces = demo_dir / "bounces"
         mail = resources.enter_context(MailSink(demo_dir / "mail", smtp_port, bounces=bounces))
-        providers = resources.enter_context(Simulators(demo_dir, smsc_port=smsc_port))
+        providers = resources.enter_context(
+            Simulators(demo_dir, smsc_port=smsc_port, smsc_password=_secret_file(demo_dir / "smsc-password"))
+        )
         mailbox = resources.enter_context(
             Pop3Server(bounces, _secret_file(demo_dir / "bounce-password"), pop3_port)
         )

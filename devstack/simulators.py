@@ -1,9 +1,10 @@
 """The demo's SMS and push providers: real protocols, local simulators.
 
 * SMS over SMPP 3.4 (``mc_sms``, conn type ``smpp``): :mod:`devstack.smsc` (``smpp34``'s server)
-  accepts every ``submit_sm`` and sends a ``DELIVRD`` delivery receipt, which the continuous DAG
-  ``smsReceipts`` reads on its receiver bind; a number starting ``+999`` gets ``UNDELIV`` instead
-  (the delivery log turns failed, as a dead number's would).
+  binds one account (``mcdemo`` and the password given), accepts every ``submit_sm`` and sends a
+  ``DELIVRD`` delivery receipt, which the continuous DAG ``smsReceipts`` reads on its receiver
+  bind; a number starting ``+999`` gets ``UNDELIV`` instead (the delivery log turns failed, as a
+  dead number's would).
 * Android push over FCM HTTP v1 (``mc_push_android``, conn type ``fcm``): :class:`~devstack.push.FakeFcm`
   with its OAuth2 token endpoint, a service account generated at each start.
 * iOS push over APNs (``mc_push_ios``, conn type ``apns``): :class:`~devstack.push.FakeApns`, HTTP/2
@@ -32,6 +33,7 @@ log = logging.getLogger("devstack.sinks")  # the demo sends its line per message
 
 UNDELIVERABLE_PREFIX = "+999"  # numbers the demo's SMSC reports UNDELIV for
 SMS_SENDER = "MCDEMO"
+SMSC_SYSTEM_ID = "mcdemo"  # the SMSC's one account
 
 
 class Simulators:
@@ -39,11 +41,13 @@ class Simulators:
 
     :param directory: the demo folder: ``sms.log``, ``push.log``, the APNs certificate.
     :param smsc_port: where ESMEs bind (0: a free port).
+    :param smsc_password: the password of the SMSC's account (``SMSC_SYSTEM_ID``).
     """
 
-    def __init__(self, directory: Path, *, smsc_port: int = 0) -> None:
+    def __init__(self, directory: Path, *, smsc_port: int = 0, smsc_password: str = "demo") -> None:
         self.directory = directory
         self.smsc_port = smsc_port
+        self.smsc_password = smsc_password
         self.logs = {"sms": directory / "sms.log", "push": directory / "push.log"}
         self.counts = dict.fromkeys(self.logs, 0)  # messages accepted since the start
         self._lock = threading.Lock()
@@ -52,7 +56,9 @@ class Simulators:
     def __enter__(self) -> Self:
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
-            self.smsc = self._resources.enter_context(running_smsc(self._decide, port=self.smsc_port))
+            self.smsc = self._resources.enter_context(
+                running_smsc(self._decide, port=self.smsc_port, accounts={SMSC_SYSTEM_ID: self.smsc_password})
+            )
             self.oauth = self._resources.enter_context(OAuthServer())
             self.fcm = self._resources.enter_context(FakeFcm(self.oauth, project_id="mc-demo"))
             certificates = self.directory / "apns"
@@ -77,8 +83,8 @@ class Simulators:
                 "conn_type": "smpp",
                 "host": "127.0.0.1",
                 "port": self.smsc.port,
-                "login": "mcdemo",
-                "password": "demo",  # the simulator takes any account
+                "login": SMSC_SYSTEM_ID,
+                "password": self.smsc_password,
                 "extra": {"source_addr": SMS_SENDER},
             },
             "mc_push_android": self.fcm.connection(),

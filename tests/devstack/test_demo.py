@@ -137,6 +137,7 @@ def test_the_demo_simulators_take_an_sms_and_a_push_per_platform_over_the_real_p
         }
         assert {level for level, _ in probed.values()} == {"ok"}
         assert f"smpp://127.0.0.1:{providers.smsc.port}" in probed["mc_sms (sms)"][1]
+        assert providers.smsc.binds_refused == []  # the connection's account is the SMSC's
     [sms_probe] = [f for f in delivery_findings() if f.what == "mc_sms (sms)"]
     assert sms_probe.level == "error"  # the SMSC stopped
     assert "does not answer" in sms_probe.message

@@ -449,7 +449,15 @@ def test_the_http_form_has_the_fields_the_generic_twilio_and_vonage_apis_read(
     )
     http_transport("mc_sms")
     http_api_from_airflow("mc_sms")
-    assert fields_read == set(form_fields(HTTP_CONN_TYPE)) == set(generic) | set(twilio)
+    vonage = {
+        "provider": "vonage",
+        "from": "SHOP",
+        "signature_secret": "s3cret",
+        "signature_method": "sha256",
+    }
+    use(monkeypatch, "mc_sms", {"conn_type": HTTP_CONN_TYPE, "login": "key", "extra": vonage})
+    http_api_from_airflow("mc_sms")
+    assert fields_read == set(form_fields(HTTP_CONN_TYPE)) == set(generic) | set(twilio) | set(vonage)
 
 
 def test_the_smtp_form_has_the_fields_the_transport_and_airflows_smtp_hook_read(

@@ -242,6 +242,12 @@ def _secret_file(path: Path, make: Any = lambda: secrets.token_urlsafe(24)) -> s
     return path.read_text().strip()
 
 
+def smsc_password(demo_dir: Path) -> str:
+    """The password of the demo SMSC's account, generated once into ``smsc-password``: 8 characters,
+    the most an SMPP 3.4 bind carries (9 octets with the NUL; clients cut a longer one)."""
+    return _secret_file(demo_dir / "smsc-password", lambda: secrets.token_urlsafe(6))
+
+
 def api_token(demo_dir: Path) -> str:
     """The intake API token: ``MC_API_TOKENS`` if set, else one generated once into ``api-token``."""
     configured = load_settings().api_tokens
@@ -362,10 +368,10 @@ def sms_provider() -> str:
     return name
 
 
-def run(demo_dir: Path, *, check: bool) -> int:
-    """Start everything, then either wait for Ctrl-C (demo) or run the end-to-end check."""
+def run(demo_dir: Path, *, check: bool, sms: str = "smpp") -> int:
+    """Start everything, then either wait for Ctrl-C (demo) or run the end-to-end check; ``sms``:
+    the provider behind ``mc_sms`` (:data:`~devstack.simulators.SMS_PROVIDERS`)."""
     started = time.monotonic()
-    sms = sms_provider()
     demo_dir.mkdir(parents=True, exist_ok=True)
     messages_to_file(demo_dir / "logs" / "sinks.log")
     port = _port("MC_DEMO_PORT", 8080, check)
@@ -380,9 +386,7 @@ def run(demo_dir: Path, *, check: bool) -> int:
         bounces = demo_dir / "bounces"
         mail = resources.enter_context(MailSink(demo_dir / "mail", smtp_port, bounces=bounces))
         providers = resources.enter_context(
-            Simulators(
-                demo_dir, sms=sms, smsc_port=smsc_port, smsc_password=_secret_file(demo_dir / "smsc-password")
-            )
+            Simulators(demo_dir, sms=sms, smsc_port=smsc_port, smsc_password=smsc_password(demo_dir))
         )
         mailbox = resources.enter_context(
             Pop3Server(bounces, _secret_file(demo_dir / "bounce-password"), pop3_port)
@@ -1015,6 +1019,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     # Ctrl-C must stop the demo even when started from a shell that ignores SIGINT for background jobs.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        sms = sms_provider()
+    except StackError as exc:
+        log.error("%s", exc)
+        return 1
     fresh = args.check and not os.environ.get("MC_DEMO_DIR")
     if fresh:
         demo_dir = Path(tempfile.mkdtemp(prefix="mc-demo-check-"))
@@ -1022,7 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
         demo_dir = Path(os.environ.get("MC_DEMO_DIR", ".demo")).resolve()
     code = 1
     try:
-        code = run(demo_dir, check=args.check)
+        code = run(demo_dir, check=args.check, sms=sms)
     except (KeyboardInterrupt, Stop):
         log.info("stopped")
         code = 0 if not args.check else 130

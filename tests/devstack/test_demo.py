@@ -96,7 +96,8 @@ def test_the_demo_simulators_take_an_sms_and_a_push_per_platform_over_the_real_p
     +999 number), FCM with its OAuth2 server, APNs over HTTP/2 and TLS; each accepted message is a
     line of sms.log or push.log, and the receipts turn the delivery logs delivered or failed."""
     dbs = demo.Databases(mc_dsn="host=/tmp/pg dbname=mc", airflow_dsn="host=/tmp/pg dbname=af")
-    with MailSink(tmp_path / "mail") as mail, Simulators(tmp_path) as providers:
+    password = demo.smsc_password(tmp_path)  # the demo's, as an SMPP bind carries it
+    with MailSink(tmp_path / "mail") as mail, Simulators(tmp_path, smsc_password=password) as providers:
         env = demo.connections_env(dbs, mail, providers)
         for name, value in env.items():
             monkeypatch.setenv(name, value)

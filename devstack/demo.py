@@ -5,10 +5,12 @@ Starts an embedded PostgreSQL (``pgserver``, data in ``.demo/pgdata``), or uses 
 Center database (minimal architecture: the execution and control schemas in one database). Loads the
 example templates, starts Airflow (API server with the intake API under ``/messagecenter``,
 scheduler, DAG processor; LocalExecutor), a local SMTP server, the SMS and push simulators
-(:mod:`devstack.simulators`: an SMSC over SMPP with delivery receipts, FCM HTTP v1, APNs over HTTP/2)
-and a POP3 bounce mailbox, turns the execution workflows on (``bounceProcessing`` and
-``smsReceipts`` too) and pushes a few sample events (e-mail, SMS, Android and iOS push). Ctrl-C
-stops everything it started; a second run reuses ``.demo/``.
+(:mod:`devstack.simulators`: FCM HTTP v1, APNs over HTTP/2, and the SMS provider ``MC_DEMO_SMS``
+names: ``smpp``, the default, an SMSC with delivery receipts; ``twilio`` or ``vonage``, a fake of
+that provider's REST API whose status callbacks reach the API's feedback webhook) and a POP3 bounce
+mailbox, turns the execution workflows on (``bounceProcessing`` too, and ``smsReceipts`` with SMPP,
+the only provider whose receipts it reads) and pushes a few sample events (e-mail, SMS, Android and
+iOS push). Ctrl-C stops everything it started; a second run reuses ``.demo/``.
 
 The local SMTP server refuses ``bounce-*`` recipients (``550 5.1.1 ... User unknown``) and
 ``softbounce-*`` ones (``452 4.2.2 Mailbox full``), as a receiving server would: the demo pushes one
@@ -67,7 +69,7 @@ from psycopg.conninfo import make_conninfo
 
 from devstack import tour
 from devstack.pop3 import Pop3Server
-from devstack.simulators import Simulators
+from devstack.simulators import SMS_PROVIDERS, Simulators, sms_provider_of
 from devstack.sinks import MailSink
 from devstack.stack import (
     EXECUTION_DAGS,
@@ -102,6 +104,7 @@ CHECK_TIMEOUT = float(os.environ.get("MC_DEMO_CHECK_TIMEOUT", "240"))
 BOUNCE_DOMAIN = "bounces.example.com"  # mc_smtp's return_path_domain: VERP return paths end here
 BOUNCE_DAG = "bounceProcessing"  # reads the demo's bounce mailbox (mc_bounce_mailbox, POP3)
 RECEIPTS_DAG = "smsReceipts"  # reads the SMSC's delivery receipts (mc_sms, SMPP)
+SMS_VAR = "MC_DEMO_SMS"  # which provider backs mc_sms (SMS_PROVIDERS; smpp by default)
 IOS_DEVICE_TOKEN = "5f0c1a7e" * 8  # an APNs device token: 32 bytes in hex
 SAMPLE_SMS_NUMBER = "+33612345678"
 
@@ -239,6 +242,12 @@ def _secret_file(path: Path, make: Any = lambda: secrets.token_urlsafe(24)) -> s
     return path.read_text().strip()
 
 
+def smsc_password(demo_dir: Path) -> str:
+    """The password of the demo SMSC's account, generated once into ``smsc-password``: 8 characters,
+    the most an SMPP 3.4 bind carries (9 octets with the NUL; clients cut a longer one)."""
+    return _secret_file(demo_dir / "smsc-password", lambda: secrets.token_urlsafe(6))
+
+
 def api_token(demo_dir: Path) -> str:
     """The intake API token: ``MC_API_TOKENS`` if set, else one generated once into ``api-token``."""
     configured = load_settings().api_tokens
@@ -282,7 +291,7 @@ def connections_env(
         "mc_control": postgres_connection(dbs.mc_dsn),
         "mc_exec_local": postgres_connection(dbs.mc_dsn, instance_id=1),
         "mc_smtp": smtp,
-        **providers.connections(),  # mc_sms (SMPP), mc_push_android (FCM), mc_push_ios (APNs)
+        **providers.connections(),  # mc_sms (and mc_feedback_<provider>), mc_push_android, mc_push_ios
     }
     if mailbox is not None:
         conns["mc_bounce_mailbox"] = mailbox.connection()
@@ -349,8 +358,19 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Stop
 
 
-def run(demo_dir: Path, *, check: bool) -> int:
-    """Start everything, then either wait for Ctrl-C (demo) or run the end-to-end check."""
+def sms_provider() -> str:
+    """The SMS provider ``MC_DEMO_SMS`` names (``smpp`` when unset); :class:`StackError` for another."""
+    name = os.environ.get(SMS_VAR, "").strip().lower() or "smpp"
+    if name not in SMS_PROVIDERS:
+        raise StackError(
+            f"{SMS_VAR}={os.environ[SMS_VAR]!r}: the demo's SMS provider is one of {', '.join(SMS_PROVIDERS)}"
+        )
+    return name
+
+
+def run(demo_dir: Path, *, check: bool, sms: str = "smpp") -> int:
+    """Start everything, then either wait for Ctrl-C (demo) or run the end-to-end check; ``sms``:
+    the provider behind ``mc_sms`` (:data:`~devstack.simulators.SMS_PROVIDERS`)."""
     started = time.monotonic()
     demo_dir.mkdir(parents=True, exist_ok=True)
     messages_to_file(demo_dir / "logs" / "sinks.log")
@@ -366,7 +386,7 @@ def run(demo_dir: Path, *, check: bool) -> int:
         bounces = demo_dir / "bounces"
         mail = resources.enter_context(MailSink(demo_dir / "mail", smtp_port, bounces=bounces))
         providers = resources.enter_context(
-            Simulators(demo_dir, smsc_port=smsc_port, smsc_password=_secret_file(demo_dir / "smsc-password"))
+            Simulators(demo_dir, sms=sms, smsc_port=smsc_port, smsc_password=smsc_password(demo_dir))
         )
         mailbox = resources.enter_context(
             Pop3Server(bounces, _secret_file(demo_dir / "bounce-password"), pop3_port)
@@ -396,9 +416,12 @@ def run(demo_dir: Path, *, check: bool) -> int:
         stack.migrate()
         stack.start_airflow()
         stack.wait_healthy()
-        stack.wait_for_dags([*EXECUTION_DAGS, BOUNCE_DAG, RECEIPTS_DAG, PUBLISH_DAG, ARCHIVING_DAG])
+        # smsReceipts reads an SMSC: with a REST provider the receipts come to the API, and its task
+        # would fail on an mc_sms that is not smpp.
+        receipts = [RECEIPTS_DAG] if sms == "smpp" else []
+        stack.wait_for_dags([*EXECUTION_DAGS, BOUNCE_DAG, *receipts, PUBLISH_DAG, ARCHIVING_DAG])
         publish_on_execution(stack)
-        stack.unpause([*EXECUTION_DAGS, BOUNCE_DAG, RECEIPTS_DAG])
+        stack.unpause([*EXECUTION_DAGS, BOUNCE_DAG, *receipts])
         intake = IntakeClient(api, token)
         intake.wait_ready()
         pushed = {queue: intake.push(queue, events) for queue, events in SAMPLE_EVENTS.items()}
@@ -407,11 +430,12 @@ def run(demo_dir: Path, *, check: bool) -> int:
             release_bounce_address(dbs.mc_dsn)
         bounced = intake.push("rt", [BOUNCE_EVENT])[0]
         log.info(
-            "pushed sample events: %s, and %d to %s (ready after %.0f s)",
+            "pushed sample events: %s, and %d to %s (ready after %.0f s; SMS: %s)",
             pushed,
             bounced,
             BOUNCE_EVENT["email"],
             time.monotonic() - started,
+            sms,
         )
         if check:
             problems = check_delivery(stack, intake, pushed, demo_dir, bounce=(bounced, dbs.mc_dsn))
@@ -422,7 +446,8 @@ def run(demo_dir: Path, *, check: bool) -> int:
                 log.error("demo check FAILED after %.0f s: %s", time.monotonic() - started, problems)
                 return 1
             log.info(
-                "demo check OK: delivery, bounce and the README's tour; wall time %.0f s",
+                "demo check OK (SMS over %s): delivery, bounce and the README's tour; wall time %.0f s",
+                sms,
                 time.monotonic() - started,
             )
             return 0
@@ -769,6 +794,7 @@ class DemoInfo:
     viewer_password: str
     mc_dsn: str
     airflow_home: Path
+    sms: str  # which of SMS_PROVIDERS backs mc_sms
 
     @classmethod
     def read(cls, demo_dir: Path) -> DemoInfo:
@@ -784,6 +810,7 @@ class DemoInfo:
                 viewer_password=(demo_dir / "viewer-password").read_text().strip(),
                 mc_dsn=env[DSN_VAR],
                 airflow_home=Path(env["AIRFLOW_HOME"]),
+                sms=sms_provider_of(json.loads(env.get("AIRFLOW_CONN_MC_SMS", '{"conn_type": "smpp"}'))),
             )
         except (KeyError, OSError) as exc:
             raise StackError(f"{demo_dir} lacks {exc}: start the demo once with `make demo`") from None
@@ -846,7 +873,8 @@ def banner(info: DemoInfo, *, running: bool, started: bool = False) -> str:
                   -H 'Content-Type: application/json' -d '{sample}'
   Read:         curl -s {info.api}/events/rt/<id> -H 'Authorization: Bearer {info.token}'
   Mail:         {d / "mail"}/<n>.eml
-  SMS / push:   {d / "sms.log"} (the SMSC, SMPP; a +999... number gets UNDELIV), {d / "push.log"} (FCM, APNs)
+  SMS / push:   {d / "sms.log"} ({SMS_VAR}={info.sms}: {SMS_PROVIDERS.get(info.sms, info.sms)}),
+                {d / "push.log"} (FCM, APNs)
   Bounces:      the SMTP server refuses bounce-<x>@... (550 user unknown) and softbounce-<x>@... (452
                 mailbox full); {BOUNCE_EVENT["email"]} was refused, and is quarantined within a
                 minute: `python -m messagecenter quarantine list` (after sourcing the env, below);
@@ -991,6 +1019,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     # Ctrl-C must stop the demo even when started from a shell that ignores SIGINT for background jobs.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        sms = sms_provider()
+    except StackError as exc:
+        log.error("%s", exc)
+        return 1
     fresh = args.check and not os.environ.get("MC_DEMO_DIR")
     if fresh:
         demo_dir = Path(tempfile.mkdtemp(prefix="mc-demo-check-"))
@@ -998,7 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
         demo_dir = Path(os.environ.get("MC_DEMO_DIR", ".demo")).resolve()
     code = 1
     try:
-        code = run(demo_dir, check=args.check)
+        code = run(demo_dir, check=args.check, sms=sms)
     except (KeyboardInterrupt, Stop):
         log.info("stopped")
         code = 0 if not args.check else 130

@@ -26,6 +26,7 @@ import re
 import secrets
 import socket
 import threading
+from dataclasses import dataclass
 from email.utils import format_datetime, localtime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -267,6 +268,16 @@ class MailSink(SmtpServer):
     def counts(self) -> dict[str, int]:
         """Mails accepted (written) and recipients refused since this sink started."""
         return dict(self.writer.counts)
+
+
+@dataclass
+class Reply:
+    """An HTTP answer a fake provider gives (after ``delay`` seconds) instead of its own."""
+
+    status: int = 200
+    body: str = '{"id": "m-1"}'
+    delay: float = 0.0
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class HttpServer(ThreadingHTTPServer):

@@ -1,6 +1,6 @@
 """Twilio and Vonage SMS over their REST APIs, against local servers that check the documented format.
 
-The servers (``tests.support.sms_rest``) check the path, the credentials, the content type and every
+The servers (``devstack.sms_rest``) check the path, the credentials, the content type and every
 form field of each request, and answer as the providers document, after a latency. Through the
 ``mc_sms`` connection as operators set it (extra ``provider``), then through the delivery pipeline
 against a real PostgreSQL: one bad number fails that event alone, a 429 is retried after its
@@ -24,6 +24,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 import psycopg
 import pytest
+from devstack.sms_rest import (
+    ACCOUNT_SID,
+    API_KEY,
+    API_SECRET,
+    AUTH_TOKEN,
+    FakeTwilio,
+    FakeVonage,
+    running,
+    twilio_error,
+    vonage_error,
+    vonage_signature,
+)
 from fastapi.testclient import TestClient
 
 from messagecenter.airflow.transports import http_api_from_airflow, http_transport, transport_for
@@ -36,18 +48,6 @@ from messagecenter.delivery.sms_rest import GSM_7, SmsAccount, TwilioApi, Vonage
 from messagecenter.feedback.webhooks import ProviderSecret, WebhookRequest, twilio, vonage
 from tests.support.builders import SETTINGS, publish, push, run_batch
 from tests.support.sinks import Reply
-from tests.support.sms_rest import (
-    ACCOUNT_SID,
-    API_KEY,
-    API_SECRET,
-    AUTH_TOKEN,
-    FakeTwilio,
-    FakeVonage,
-    running,
-    twilio_error,
-    vonage_error,
-)
-from tests.support.webhooks.vonage import documented_signature
 
 CONN_ID = "mc_sms_rest_test"
 ENV = f"AIRFLOW_CONN_{CONN_ID.upper()}"
@@ -391,7 +391,7 @@ def test_vonage_signed_request_carries_sig_and_timestamp_never_the_api_secret(
         "callback": f"{PUBLIC_URL}/api/v1/feedback/vonage",
         "timestamp": timestamp,
     }
-    assert sig == documented_signature(form, SIGNATURE_SECRET, method).lower()
+    assert sig == vonage_signature(form, SIGNATURE_SECRET, method).lower()
     assert result.message_id == request.answer["messages"][0]["message-id"]
 
 
@@ -432,7 +432,7 @@ def test_the_fake_vonage_refuses_a_signature_with_the_api_secret(monkeypatch) ->
     with signed_vonage(monkeypatch) as server:
         form = {"api_key": API_KEY, "from": "AcmeInc", "to": "447700900000", "text": "hi"}
         form["timestamp"] = str(int(time.time()))
-        form["sig"] = documented_signature(form, SIGNATURE_SECRET, "md5hash")
+        form["sig"] = vonage_signature(form, SIGNATURE_SECRET, "md5hash")
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
         with httpx.Client(base_url=server.base_url, headers=headers) as client:
             signed = client.post("/sms/json", content=urlencode(form)).json()

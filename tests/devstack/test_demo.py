@@ -29,6 +29,7 @@ from messagecenter.execution.receipts import drain_receipts
 from messagecenter.templates.files import load_template_file
 from messagecenter.templates.publishing import publish_templates
 from tests.support.builders import push, run_batch
+from tests.support.soap import start_server
 
 
 def _mail(to: str, subject: str) -> EmailMessage:
@@ -95,7 +96,8 @@ def test_the_demo_simulators_take_an_sms_and_a_push_per_platform_over_the_real_p
     +999 number), FCM with its OAuth2 server, APNs over HTTP/2 and TLS; each accepted message is a
     line of sms.log or push.log, and the receipts turn the delivery logs delivered or failed."""
     dbs = demo.Databases(mc_dsn="host=/tmp/pg dbname=mc", airflow_dsn="host=/tmp/pg dbname=af")
-    with MailSink(tmp_path / "mail") as mail, Simulators(tmp_path) as providers:
+    password = demo.smsc_password(tmp_path)  # the demo's, as an SMPP bind carries it
+    with MailSink(tmp_path / "mail") as mail, Simulators(tmp_path, smsc_password=password) as providers:
         env = demo.connections_env(dbs, mail, providers)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
@@ -164,6 +166,60 @@ def test_the_demo_simulators_take_an_sms_and_a_push_per_platform_over_the_real_p
     assert pushes["ios"]["aps"]["alert"] == {"title": "Shipped", "body": "Order 7 is on its way"}
     android = pushes["android"]["android"]
     assert (android["collapse_key"], android["notification"]["sound"]) == ("order-shipped", "default")
+
+
+@pytest.mark.parametrize("sms", ["twilio", "vonage"])
+def test_the_demo_sms_over_twilio_or_vonage_is_delivered_by_its_callback_through_the_api(
+    tmp_path: Path, conn: psycopg.Connection[Any], db_dsn: str, monkeypatch: pytest.MonkeyPatch, sms: str
+) -> None:
+    """With ``MC_DEMO_SMS`` twilio or vonage, ``mc_sms`` is that provider's fake: each SMS asks for
+    status callbacks at ``MC_PUBLIC_URL``, which the fake posts, signed, to the real API (uvicorn,
+    the demo's connections in its environment); ``mc_feedback_<provider>`` verifies them and the
+    delivery log turns delivered, or failed for a +999 number."""
+    dbs = demo.Databases(mc_dsn=db_dsn, airflow_dsn=db_dsn)
+    with MailSink(tmp_path / "mail") as mail, Simulators(tmp_path, sms=sms) as providers:
+        env = demo.connections_env(dbs, mail, providers)
+        sms_conn = json.loads(env["AIRFLOW_CONN_MC_SMS"])
+        assert (sms_conn["conn_type"], sms_conn["extra"]["provider"]) == ("messagecenter_http", sms)
+        assert json.loads(env[f"AIRFLOW_CONN_MC_FEEDBACK_{sms.upper()}"])["password"]
+        server, url = start_server(db_dsn, {**env, "MC_API_TOKENS": "t"})
+        try:
+            for name, value in {**env, "MC_PUBLIC_URL": url}.items():
+                monkeypatch.setenv(name, value)
+            get_settings.cache_clear()
+            publish_templates(conn, load_template_file(demo.EXAMPLE_TEMPLATES))
+            ok, dead = push(
+                conn,
+                "batch",
+                {"type": "OTP", "channel": "sms", "mobile_phone": "+33612345678", "ctx": {"code": "4711"}},
+                {"type": "OTP", "channel": "sms", "mobile_phone": "+999123456", "ctx": {"code": "1"}},
+            )
+            run_batch(conn)
+            # Twilio: sent, then delivered / undelivered per message; Vonage: a receipt per message.
+            callbacks = providers.rest.wait_for_callbacks(4 if sms == "twilio" else 2)
+            assert [c.status for c in callbacks] == [200] * len(callbacks), callbacks
+            assert providers.rest.violations == []
+            deadline = time.monotonic() + 10
+            while not demo._sms_delivered(db_dsn, "+33612345678") and time.monotonic() < deadline:
+                time.sleep(0.1)  # the API commits right after its answer
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            get_settings.cache_clear()
+    logs = {
+        row[0]: row[1:]
+        for row in conn.execute("SELECT event_id, status, delivery, failure_type FROM mc.delivery_log")
+    }
+    assert logs[ok] == (2, 1, None)  # Sent, then delivered by its callback
+    assert logs[dead][:2] == (4, 2)  # Delivery failed by its callback
+    assert demo._sms_delivered(db_dsn, "+33612345678")  # what demo-check waits for
+    lines = [json.loads(line) for line in (tmp_path / "sms.log").read_text().splitlines()]
+    assert sorted((line["provider"], line["to"].lstrip("+")) for line in lines) == [
+        (sms, "33612345678"),
+        (sms, "999123456"),
+    ]
+    assert {line["text"] for line in lines} == {"Your code is 4711", "Your code is 1"}
+    assert providers.counts["sms"] == 2
 
 
 # A component that forks one child in its process group and one that escapes it with setsid(), then

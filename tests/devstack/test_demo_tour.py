@@ -19,7 +19,7 @@ import pytest
 from devstack import demo, tour
 from devstack.simulators import Simulators
 from devstack.sinks import MailSink
-from devstack.stack import AirflowConfig, Stack
+from devstack.stack import AirflowConfig, Stack, StackError
 
 from messagecenter.cli import build_parser
 from messagecenter.intake import store
@@ -139,10 +139,11 @@ def test_the_status_line_counts_events_and_says_when_airflow_is_not_healthy(
     assert "sinks: 0 mail(s) (0 refused), 0 SMS, 0 push" in line
 
 
-def _write_demo_folder(demo_dir: Path) -> None:
+def _write_demo_folder(demo_dir: Path, **connections: str) -> None:
     config = AirflowConfig(home=demo_dir / "airflow", metadata_dsn="host=/x dbname=af", port=1)
     env = {
         **config.env({"PATH": "/usr/bin"}),
+        **connections,
         demo.API_VAR: "http://127.0.0.1:1/messagecenter/api/v1",
         demo.TOKEN_VAR: "the-token",
         demo.DSN_VAR: "host=/x dbname=messagecenter",
@@ -176,5 +177,23 @@ def test_demo_info_prints_the_banner_again_from_the_demo_folder(
         f"source {tmp_path / 'env'}",
         "make demo-info",
         "sinks.log",
+        "MC_DEMO_SMS=smpp: an SMSC over SMPP",
     ):
         assert wanted in shown, wanted
+
+
+def test_the_demo_sms_provider_is_smpp_unless_mc_demo_sms_names_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv(demo.SMS_VAR, raising=False)
+    assert demo.sms_provider() == "smpp"
+    monkeypatch.setenv(demo.SMS_VAR, " Twilio ")
+    assert demo.sms_provider() == "twilio"
+    monkeypatch.setenv(demo.SMS_VAR, "sinch")
+    with pytest.raises(StackError, match=r"MC_DEMO_SMS='sinch': .* one of smpp, twilio, vonage"):
+        demo.sms_provider()
+    # The banner says which provider a demo folder's mc_sms reaches.
+    sms = '{"conn_type": "messagecenter_http", "extra": {"provider": "vonage"}}'
+    _write_demo_folder(tmp_path, AIRFLOW_CONN_MC_SMS=sms)
+    shown = demo.banner(demo.DemoInfo.read(tmp_path), running=False)
+    assert "MC_DEMO_SMS=vonage: a Vonage simulator" in shown

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from devstack.sms_rest import vonage_signature
 from fastapi.testclient import TestClient
 
 from messagecenter.api import create_app
@@ -31,7 +32,7 @@ from tests.support.webhooks.sendgrid import public_key_as_sendgrid_shows_it
 from tests.support.webhooks.ses import CERT_URL, TOPIC, Certificates, certificate, notification
 from tests.support.webhooks.ses import signed as sns_signed
 from tests.support.webhooks.twilio import sign as twilio_sign
-from tests.support.webhooks.vonage import documented_signature, receipt
+from tests.support.webhooks.vonage import receipt
 
 TOKEN = "feedback-api-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -265,7 +266,7 @@ def twilio_sample(rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
 
 def vonage_sample(rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey) -> Sample:
     params = receipt(status="failed", **{"err-code": "3"})
-    signed = {**params, "sig": documented_signature(params, VONAGE_SECRET, "md5hash")}
+    signed = {**params, "sig": vonage_signature(params, VONAGE_SECRET, "md5hash")}
     path = "/api/v1/feedback/vonage"
     return Sample(
         Channel.SMS,

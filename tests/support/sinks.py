@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from devstack.sinks import Reply
 
 SENDER = "mc@example.com"
 
@@ -113,14 +114,6 @@ class Request:
     body: Any
     client: tuple[str, int]  # one client port per TCP connection
     at: float = field(default_factory=time.monotonic)  # when it arrived
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: str = '{"id": "m-1"}'
-    delay: float = 0.0
-    headers: tuple[tuple[str, str], ...] = ()
 
 
 class Provider(ThreadingHTTPServer):

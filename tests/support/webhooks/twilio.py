@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import hmac
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qsl
+
+from devstack.sms_rest import twilio_signature
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 
 
 def sign(url: str, body: bytes, token: str = TOKEN, digest: str = "sha1") -> str:
-    """The signature written out from Twilio's documentation: URL, then sorted name+value pairs."""
-    pairs = sorted(kv.split("=", 1) for kv in body.decode().split("&")) if body else []
-    data = url + "".join(unquote_plus(k) + unquote_plus(v) for k, v in pairs)
-    return base64.b64encode(hmac.new(token.encode(), data.encode(), digest).digest()).decode()
+    """The signature of a form ``body`` posted to ``url``, as Twilio documents it."""
+    return twilio_signature(token, url, parse_qsl(body.decode(), keep_blank_values=True), digest)

@@ -595,6 +595,15 @@ def test_the_smpp_test_binds_with_the_account_and_submits_nothing(monkeypatch: p
         False,
         "connection 'mc_sms': extra 'window' must be in (0, 1000], got 0",
     )
+    # SMPP 3.4 caps the account's strings; a longer password would be cut by the client, then refused.
+    use(monkeypatch, "mc_sms", {**account, "password": "nine-char"})
+    assert SmppProviderHook("mc_sms").test_connection() == (
+        False,
+        "connection 'mc_sms': the SMPP password has at most 8 characters",
+    )
+    with pytest.raises(ConfigError, match="the SMPP login has at most 15 characters"):
+        use(monkeypatch, "mc_sms", {**account, "login": "x" * 16})
+        smpp_config_from_airflow("mc_sms")
 
 
 def test_the_fcm_test_obtains_an_access_token_and_sends_nothing(monkeypatch: pytest.MonkeyPatch) -> None:

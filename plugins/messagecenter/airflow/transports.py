@@ -28,6 +28,9 @@ from messagecenter.core.providers import (
     MAX_DEADLINE_SECONDS,
     MAX_RATE,
     SMPP_LIMITS,
+    SMPP_MAX_PASSWORD,
+    SMPP_MAX_SYSTEM_ID,
+    SMPP_MAX_SYSTEM_TYPE,
     SMPP_PORT,
     SMPP_RECEIPT_BIND_MODES,
     SMPP_SEND_BIND_MODES,
@@ -181,12 +184,22 @@ def smpp_config_from_airflow(conn_id: str, conn: Any = None) -> SmppConfig:
         value = extra.get(name)
         return None if value is None else int(_number(conn_id, extra, name, None, -1, 255))
 
+    account = {
+        "login": conn.login or "",
+        "password": conn.password or "",
+        "system_type": str(extra.get("system_type") or ""),
+    }
+    for (field, value), most in zip(
+        account.items(), (SMPP_MAX_SYSTEM_ID, SMPP_MAX_PASSWORD, SMPP_MAX_SYSTEM_TYPE), strict=True
+    ):
+        if len(value.encode()) > most:  # a client library would cut it, and the SMSC refuse the bind
+            raise ConfigError(f"connection {conn_id!r}: the SMPP {field} has at most {most} characters")
     return SmppConfig(
         host=(conn.host or "").strip(),
         port=int(conn.port or SMPP_PORT),
-        system_id=conn.login or "",
-        password=conn.password or "",
-        system_type=str(extra.get("system_type") or ""),
+        system_id=account["login"],
+        password=account["password"],
+        system_type=account["system_type"],
         source_addr=str(extra.get("source_addr") or ""),
         source_addr_ton=ton_npi("source_addr_ton"),
         source_addr_npi=ton_npi("source_addr_npi"),

@@ -37,6 +37,8 @@ TWILIO_BASE_URL = "https://api.twilio.com"
 VONAGE_BASE_URL = "https://rest.nexmo.com"
 
 SMPP_PORT = 2775
+# SMPP 3.4 §5.2: C-Octet Strings of at most 16, 9 and 13 octets with their NUL (an SMSC refuses longer).
+SMPP_MAX_SYSTEM_ID, SMPP_MAX_PASSWORD, SMPP_MAX_SYSTEM_TYPE = 15, 8, 12
 SMPP_WINDOW = 10  # submit_sm unanswered at once on each bind
 # The first of each is the default.
 SMPP_SEND_BIND_MODES = ("transmitter", "transceiver")

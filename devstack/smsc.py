@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import multiprocessing
 import socket
 import struct
 import threading
@@ -294,6 +295,34 @@ def running_smsc(
         finally:
             holder["loop"].call_soon_threadsafe(holder["stop"].set)
             thread.join(10)
+
+
+@contextlib.contextmanager
+def smsc_in_process(*, answer_delay: float = 0.0, receipt: str | None = "DELIVRD") -> Iterator[int]:
+    """The SMSC in a process of its own, as a remote SMSC is to its clients (a benchmark's client
+    then shares its interpreter with nothing else); yields the port ESMEs bind to. Every submit is
+    accepted, with a receipt of stat ``receipt`` (``None``: no receipt)."""
+    context = multiprocessing.get_context("spawn")  # not fork: this process may hold threads
+    parent, child = context.Pipe()
+    process = context.Process(target=_serve_in_process, args=(child, answer_delay, receipt), daemon=True)
+    process.start()
+    try:
+        if not parent.poll(60):
+            raise RuntimeError("the SMSC process did not start")
+        yield int(parent.recv())
+    finally:
+        with contextlib.suppress(OSError):
+            parent.send("stop")
+        process.join(10)
+        if process.is_alive():
+            process.kill()
+
+
+def _serve_in_process(pipe: Any, answer_delay: float, receipt: str | None) -> None:
+    with running_smsc(lambda submit: Decision(receipt=receipt), answer_delay=answer_delay) as smsc:
+        pipe.send(smsc.port)
+        with contextlib.suppress(EOFError):
+            pipe.recv()
 
 
 def _wait_listening(port: int) -> None:

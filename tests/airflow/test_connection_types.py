@@ -601,8 +601,8 @@ def test_the_smpp_test_binds_with_the_account_and_submits_nothing(monkeypatch: p
         False,
         "connection 'mc_sms': the SMPP password has at most 8 characters",
     )
+    use(monkeypatch, "mc_sms", {**account, "login": "x" * 16})
     with pytest.raises(ConfigError, match="the SMPP login has at most 15 characters"):
-        use(monkeypatch, "mc_sms", {**account, "login": "x" * 16})
         smpp_config_from_airflow("mc_sms")
 
 

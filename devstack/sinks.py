@@ -279,6 +279,17 @@ class Reply:
     delay: float = 0.0
     headers: tuple[tuple[str, str], ...] = ()
 
+    def write(self, handler: BaseHTTPRequestHandler) -> None:
+        """Send this answer (JSON body, its headers) on ``handler``'s connection."""
+        data = self.body.encode()
+        handler.send_response(self.status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for name, value in self.headers:
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
 
 class HttpServer(ThreadingHTTPServer):
     """An HTTP server on ``127.0.0.1:port`` answering with ``handler`` in threads of this process.

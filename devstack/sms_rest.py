@@ -562,14 +562,7 @@ class _Handler(BaseHTTPRequestHandler):
         delay = reply.delay or server.latency
         if delay:
             time.sleep(delay)
-        data = reply.body.encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in reply.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        reply.write(self)
         self.wfile.flush()
         if queued is None and answer and 200 <= reply.status < 300:
             server.accepted(received)

@@ -150,14 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.server.replies.popleft() if self.server.replies else Reply()
         if reply.delay:
             time.sleep(reply.delay)
-        data = reply.body.encode()
-        self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in reply.headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        reply.write(self)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

@@ -81,6 +81,7 @@ from devstack.stack import (
     postgres_connection,
 )
 from messagecenter.core.errors import ConfigError
+from messagecenter.core.providers import SMPP_MAX_PASSWORD
 from messagecenter.core.settings import load_settings
 from messagecenter.core.types import QUEUES, Channel, Status
 from messagecenter.db import schema
@@ -245,7 +246,8 @@ def _secret_file(path: Path, make: Any = lambda: secrets.token_urlsafe(24)) -> s
 def smsc_password(demo_dir: Path) -> str:
     """The password of the demo SMSC's account, generated once into ``smsc-password``: 8 characters,
     the most an SMPP 3.4 bind carries (9 octets with the NUL; clients cut a longer one)."""
-    return _secret_file(demo_dir / "smsc-password", lambda: secrets.token_urlsafe(6))
+    # token_urlsafe(n) is 4n/3 characters long.
+    return _secret_file(demo_dir / "smsc-password", lambda: secrets.token_urlsafe(SMPP_MAX_PASSWORD * 3 // 4))
 
 
 def api_token(demo_dir: Path) -> str:

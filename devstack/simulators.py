@@ -39,7 +39,7 @@ from typing import Any, Self
 from devstack.push import FakeApns, FakeFcm, OAuthServer
 from devstack.sms_rest import UNDELIVERABLE_PREFIX, FakeTwilio, FakeVonage, Received, running
 from devstack.smsc import Decision, Submit, running_smsc
-from messagecenter.delivery.gsm import decode_sms
+from messagecenter.delivery.gsm import ESM_CLASS_UDHI, decode_sms
 
 log = logging.getLogger("devstack.sinks")  # the demo sends its line per message to logs/sinks.log
 
@@ -181,8 +181,9 @@ class Simulators:
 
     def _decide(self, submit: Submit) -> Decision:
         """Accept every submit; a receipt DELIVRD, or UNDELIV for the undeliverable numbers."""
-        udh = submit.esm_class & 0x40 and submit.short_message[:1]
-        body = submit.short_message[1 + submit.short_message[0] :] if udh else submit.short_message
+        body = submit.short_message
+        if submit.esm_class & ESM_CLASS_UDHI:  # a part of a long text: its header (length first) left out
+            body = body[1 + body[0] :]
         self._record(
             "sms",
             {

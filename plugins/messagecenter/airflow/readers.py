@@ -202,7 +202,7 @@ def delivery_findings() -> list[Finding]:
     connection type reaches it (network probes): the SMSC of an ``smpp`` connection, the base URL
     of an ``fcm`` or ``apns`` one, the endpoint of an ``http`` one. The generic ``mc_push`` is
     probed only when a platform has no connection of its own (it is not used otherwise)."""
-    from messagecenter.airflow.transports import PUSH_CONN_IDS
+    from messagecenter.airflow.transports import PUSH_CONN_IDS, push_connection
 
     findings = []
     try:
@@ -213,11 +213,11 @@ def delivery_findings() -> list[Finding]:
         host, port = smtp.host or "localhost", int(smtp.port or 25)
         problem = probes.probe_smtp(host, port)
         findings.append(doctor.check_delivery(SMTP_CONN_ID, "email", problem, f"{host}:{port}"))
-    providers = [(SMS_CONN_ID, "sms")]
-    platforms = [(conn_id, channel.label) for channel, conn_id in PUSH_CONN_IDS.items() if _defined(conn_id)]
-    if len(platforms) < len(PUSH_CONN_IDS):
-        providers.append((PUSH_CONN_ID, "push"))
-    for conn_id, channel in providers + platforms:
+    providers = {SMS_CONN_ID: "sms"}
+    for platform in PUSH_CONN_IDS:  # each push connection that serves a platform, once
+        conn_id, _ = push_connection(platform)
+        providers.setdefault(conn_id, "push" if conn_id == PUSH_CONN_ID else platform.label)
+    for conn_id, channel in providers.items():
         try:
             target = _provider_address(conn_id)
         except ConfigError as exc:
@@ -225,14 +225,6 @@ def delivery_findings() -> list[Finding]:
             continue
         findings.append(doctor.check_delivery(conn_id, channel, probes.probe_http(target), target))
     return findings
-
-
-def _defined(conn_id: str) -> bool:
-    try:
-        get_connection(conn_id)
-    except ConfigError:
-        return False
-    return True
 
 
 def _provider_address(conn_id: str) -> str:

@@ -184,22 +184,21 @@ def smpp_config_from_airflow(conn_id: str, conn: Any = None) -> SmppConfig:
         value = extra.get(name)
         return None if value is None else int(_number(conn_id, extra, name, None, -1, 255))
 
-    account = {
-        "login": conn.login or "",
-        "password": conn.password or "",
-        "system_type": str(extra.get("system_type") or ""),
-    }
-    for (field, value), most in zip(
-        account.items(), (SMPP_MAX_SYSTEM_ID, SMPP_MAX_PASSWORD, SMPP_MAX_SYSTEM_TYPE), strict=True
+    system_id, password = conn.login or "", conn.password or ""
+    system_type = str(extra.get("system_type") or "")
+    for field, value, most in (
+        ("login", system_id, SMPP_MAX_SYSTEM_ID),
+        ("password", password, SMPP_MAX_PASSWORD),
+        ("system_type", system_type, SMPP_MAX_SYSTEM_TYPE),
     ):
         if len(value.encode()) > most:  # a client library would cut it, and the SMSC refuse the bind
             raise ConfigError(f"connection {conn_id!r}: the SMPP {field} has at most {most} characters")
     return SmppConfig(
         host=(conn.host or "").strip(),
         port=int(conn.port or SMPP_PORT),
-        system_id=account["login"],
-        password=account["password"],
-        system_type=account["system_type"],
+        system_id=system_id,
+        password=password,
+        system_type=system_type,
         source_addr=str(extra.get("source_addr") or ""),
         source_addr_ton=ton_npi("source_addr_ton"),
         source_addr_npi=ton_npi("source_addr_npi"),
@@ -363,15 +362,21 @@ def endpoint_from_airflow(conn_id: str) -> HttpEndpoint:
 PUSH_CONN_IDS = {Channel.ANDROID: settings.ANDROID_PUSH_CONN_ID, Channel.IOS: settings.IOS_PUSH_CONN_ID}
 
 
-def push_transport(channel: int) -> Transport:
-    """The push transport of ``channel`` (ios 41, android 42): its platform's connection if it is
-    defined, by conn type (``fcm``: Firebase, ``apns``: Apple, ``http``: the generic JSON provider),
-    else the generic ``mc_push``."""
+def push_connection(channel: int) -> tuple[str, str]:
+    """The connection that serves push ``channel`` (ios 41, android 42), and its conn type (lower
+    case): its platform's connection if it is defined, else the generic ``mc_push`` (``http``)."""
     conn_id = PUSH_CONN_IDS[Channel(channel)]
     try:
-        conn_type = (get_connection(conn_id).conn_type or "").lower()
+        return conn_id, (get_connection(conn_id).conn_type or "").lower()
     except ConfigError:
-        return http_transport(settings.PUSH_CONN_ID)
+        return settings.PUSH_CONN_ID, "http"
+
+
+def push_transport(channel: int) -> Transport:
+    """The push transport of ``channel`` (ios 41, android 42), by the conn type of the connection
+    that serves it (:func:`push_connection`): ``fcm`` Firebase, ``apns`` Apple, else the generic
+    JSON provider."""
+    conn_id, conn_type = push_connection(channel)
     if conn_type == "fcm":
         return fcm_transport(conn_id)
     if conn_type == "apns":

@@ -27,9 +27,9 @@ from typing import Any, Protocol
 import httpx
 
 from messagecenter.core.errors import ConfigError
-from messagecenter.core.providers import HTTP_LIMITS
 from messagecenter.core.types import Channel
 from messagecenter.delivery.base import Outcome, OutgoingMessage, SendResult, truncate
+from messagecenter.delivery.httpclient import HttpLimits
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def classify_status(status: int) -> Outcome:
     return Outcome.TRANSIENT
 
 
-class HttpTransport:
+class HttpTransport(HttpLimits):
     """POST SMS and push messages to a provider's HTTP API.
 
     ``with transport:`` reads the provider's :class:`HttpApi` and opens one pooled
@@ -176,33 +176,16 @@ class HttpTransport:
 
     :param read_endpoint: returns the provider's API (an :class:`HttpEndpoint` for the generic JSON
         one); called once per chunk.
-    :param name: the provider's name in logs and errors (its connection id).
-    :param timeout: seconds allowed for each of connect, write, read.
-    :param deadline: seconds allowed for a whole request, answer included.
-    :param max_connections: how many of these a delivery chunk may open at once (its concurrency).
-    :param max_rate: the provider's limit in messages per second, across all workers (or none).
+    The limits (``name``, ``timeout``, ``deadline``, ``max_connections``, ``max_rate``) are
+    :class:`~messagecenter.delivery.httpclient.HttpLimits`'.
     """
 
-    def __init__(
-        self,
-        read_endpoint: Callable[[], HttpApi],
-        *,
-        name: str,
-        timeout: float = 10.0,
-        deadline: float = HTTP_LIMITS.deadline,
-        max_connections: int = HTTP_LIMITS.max_connections,
-        max_rate: float | None = None,
-    ) -> None:
+    def __init__(self, read_endpoint: Callable[[], HttpApi], **limits: Any) -> None:
+        super().__init__(**limits)
         self.read_endpoint = read_endpoint
-        self.name = name
-        self.timeout = timeout
-        self.deadline = deadline
-        self.max_connections = max_connections
-        self.max_rate = max_rate
         self._endpoint: HttpApi | None = None
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._error: str | None = None
 
     def __enter__(self) -> HttpTransport:
         self._error = None

@@ -192,8 +192,8 @@ class DeadlineClient:
         self._pool.close()
 
 
-class DeadlineTransport:
-    """What the push transports share: their limits, and one :class:`DeadlineClient` per chunk.
+class HttpLimits:
+    """The limits every HTTP transport has (the generic and SMS APIs, FCM, APNs).
 
     :param name: the provider's name in logs and errors (its connection id).
     :param timeout: seconds allowed for each of connect, write, read.
@@ -216,8 +216,16 @@ class DeadlineTransport:
         self.deadline = deadline
         self.max_connections = max_connections
         self.max_rate = max_rate
+        self._error: str | None = None  # why the chunk's sends fail without trying (None: they try)
+
+
+class DeadlineTransport(HttpLimits):
+    """What the push transports share: their limits (:class:`HttpLimits`), and one
+    :class:`DeadlineClient` per chunk."""
+
+    def __init__(self, **limits: Any) -> None:
+        super().__init__(**limits)
         self._client: DeadlineClient | None = None
-        self._error: str | None = None
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
